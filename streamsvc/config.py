@@ -1,0 +1,116 @@
+"""Settings: a TOML file overlaid by `STREAMSVC_*` environment variables.
+
+Precedence (later wins): defaults < config file < environment. See README "Configuration".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from streamsvc.errors import ConfigError
+
+Guarantee = Literal["exactly_once", "at_least_once"]
+GUARANTEES: tuple[Guarantee, ...] = ("exactly_once", "at_least_once")
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs besides the topology itself."""
+
+    app_id: str = "streamsvc"
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP
+    group_id: str = ""  # defaults to app_id
+    registry_url: str = ""
+    guarantee: Guarantee = "exactly_once"
+    commit_interval_ms: int = 100
+    batch_size: int = 1000
+    poll_timeout_ms: int = 100
+    instance_id: str = ""  # defaults to $POD_NAME or the host name
+    transactional_id: str = ""  # defaults to <app_id>.<agent>.<instance_id>
+    static_membership: bool = True
+    metrics_port: int = 0  # 0 = no HTTP control plane
+    metrics_host: str = "0.0.0.0"
+    dlq_suffix: str = ".dlq"
+    topics: dict[str, str] = field(default_factory=dict)
+    consumer: dict[str, Any] = field(default_factory=dict)
+    producer: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def effective_group_id(self) -> str:
+        return self.group_id or self.app_id
+
+    @property
+    def effective_instance_id(self) -> str:
+        return self.instance_id or os.environ.get("POD_NAME") or socket.gethostname()
+
+    def topic(self, logical: str) -> str:
+        """The real topic name for a logical name used in a topology (identity when unmapped)."""
+        return self.topics.get(logical, logical)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+_SCALAR_FIELDS = {f.name: f for f in fields(Settings) if f.name not in ("topics", "consumer", "producer")}
+_TOPIC_ENV = re.compile(r"^STREAMSVC_TOPIC_(?P<name>.+)$")
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = type(getattr(Settings(), name))
+    try:
+        if kind is bool:
+            return raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
+        return kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: cannot read {raw!r} as {kind.__name__}") from exc
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read settings from an optional TOML file and the environment.
+
+    The file has a `[streamsvc]` table with the scalar settings, and optional `[topics]` (logical name ->
+    real topic), `[consumer]` and `[producer]` tables passed through to librdkafka.
+    """
+    env = dict(os.environ) if env is None else env
+    values: dict[str, Any] = {}
+    topics: dict[str, str] = {}
+    consumer: dict[str, Any] = {}
+    producer: dict[str, Any] = {}
+    path = path or env.get("STREAMSVC_CONFIG")
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist (given by --config or STREAMSVC_CONFIG)")
+        with p.open("rb") as fh:
+            try:
+                doc = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+        for key, raw in doc.get("streamsvc", {}).items():
+            if key not in _SCALAR_FIELDS:
+                raise ConfigError(f"{p}: unknown setting [streamsvc].{key}; known: {sorted(_SCALAR_FIELDS)}")
+            values[key] = _coerce(key, raw)
+        topics.update({str(k): str(v) for k, v in doc.get("topics", {}).items()})
+        consumer.update(doc.get("consumer", {}))
+        producer.update(doc.get("producer", {}))
+    for name in _SCALAR_FIELDS:
+        raw_env = env.get(f"STREAMSVC_{name.upper()}")
+        if raw_env is not None and raw_env != "":
+            values[name] = _coerce(name, raw_env)
+    for key, raw_env in env.items():
+        m = _TOPIC_ENV.match(key)
+        if m:
+            topics[m.group("name").lower()] = raw_env
+    settings = Settings(**values, topics=topics, consumer=consumer, producer=producer)
+    if settings.guarantee not in GUARANTEES:
+        raise ConfigError(f"guarantee must be one of {GUARANTEES}, got {settings.guarantee!r}")
+    if settings.commit_interval_ms <= 0 or settings.batch_size <= 0:
+        raise ConfigError("commit_interval_ms and batch_size must be positive")
+    return settings

@@ -1,0 +1,274 @@
+"""A real single-node Apache Kafka (KRaft) for development, the demo and tests, without Docker.
+
+The broker jars come from Maven Central (`org.apache.kafka:kafka_2.13`, resolved by `mvn` into a cache
+outside the repository), or from an installed `KAFKA_HOME`, or, where Maven is absent, from the Apache
+release tarball. Storage is formatted once (`kafka.tools.StorageTool format --standalone`), then the
+broker runs as `kafka.Kafka server.properties`, exactly what Kafka's own scripts wrap.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamsvc.errors import ConfigError
+
+KAFKA_VERSION = "4.1.1"
+SCALA_VERSION = "2.13"
+LOG4J_VERSION = "2.24.3"
+TARBALL_URL = "https://archive.apache.org/dist/kafka/{v}/kafka_{s}-{v}.tgz"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>streamsvc.dev</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_{scala}</artifactId>
+      <version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.kafka.additivity = false
+logger.kafka.appenderRef.file.ref = file
+logger.server.name = org.apache.kafka
+logger.server.level = WARN
+"""
+
+
+@dataclass(frozen=True)
+class LocalKafka:
+    """Paths and ports of the project's local broker."""
+
+    home: Path
+    port: int
+    version: str = KAFKA_VERSION
+
+    @classmethod
+    def from_env(cls) -> LocalKafka:
+        home = Path(os.environ.get("STREAMSVC_HOME", Path.home() / ".cache" / "streamsvc"))
+        return cls(home=home, port=int(os.environ.get("STREAMSVC_KAFKA_PORT", "9092")))
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def libs(self) -> Path:
+        return self.home / "kafka" / self.version / "libs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / f"kafka-run-{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "kafka.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "server.log"
+
+
+def _say(msg: str) -> None:
+    print(f"[streamsvc dev kafka] {msg}", flush=True)
+
+
+def _classpath(k: LocalKafka) -> str:
+    kafka_home = os.environ.get("KAFKA_HOME")
+    if kafka_home:
+        libs = Path(kafka_home) / "libs"
+        if not libs.is_dir():
+            raise ConfigError(f"KAFKA_HOME={kafka_home} has no libs/ directory; unset it or fix the path")
+        return f"{libs}/*"
+    if not any(k.libs.glob(f"kafka_{SCALA_VERSION}-*.jar")):
+        _fetch_jars(k)
+    return f"{k.libs}/*"
+
+
+def _fetch_jars(k: LocalKafka) -> None:
+    k.libs.mkdir(parents=True, exist_ok=True)
+    mvn = shutil.which("mvn")
+    if mvn:
+        _say(f"resolving org.apache.kafka:kafka_{SCALA_VERSION}:{k.version} from Maven Central (first run only)")
+        build = k.libs.parent / "resolve"
+        build.mkdir(exist_ok=True)
+        (build / "pom.xml").write_text(_POM.format(scala=SCALA_VERSION, kafka=k.version, log4j=LOG4J_VERSION))
+        cmd = [mvn, "-q", "-B", "-f", str(build / "pom.xml"), "dependency:copy-dependencies",
+               f"-DoutputDirectory={k.libs}", "-DincludeScope=runtime"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ConfigError(f"mvn could not resolve the Kafka jars:\n{done.stdout}\n{done.stderr}")
+        return
+    url = TARBALL_URL.format(v=k.version, s=SCALA_VERSION)
+    _say(f"mvn not found; downloading the Apache release {url}")
+    archive = k.libs.parent / "kafka.tgz"
+    urllib.request.urlretrieve(url, archive)
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if "/libs/" in member.name and member.name.endswith(".jar"):
+                member.name = Path(member.name).name
+                tar.extract(member, k.libs, filter="data")
+    archive.unlink()
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java:
+        raise ConfigError("Java 17+ is needed to run the local Kafka broker; install a JDK or set JAVA_HOME")
+    return java
+
+
+def _server_properties(k: LocalKafka) -> str:
+    controller = k.port + 1
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}",
+            f"listeners=PLAINTEXT://127.0.0.1:{k.port},CONTROLLER://127.0.0.1:{controller}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{k.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={k.run_dir / 'data'}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=10",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "transaction.state.log.num.partitions=10",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "",
+        ]
+    )
+
+
+def running_pid(k: LocalKafka) -> int | None:
+    try:
+        pid = int(k.pid_file.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
+def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True when the first bootstrap address accepts TCP and answers a metadata request."""
+    from confluent_kafka.admin import AdminClient
+
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        admin.list_topics(timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
+def start(k: LocalKafka, fresh: bool = False, wait_s: float = 120.0) -> str:
+    """Start the broker if needed and return its bootstrap address once it answers."""
+    external = os.environ.get("STREAMSVC_BOOTSTRAP_SERVERS")
+    if external:
+        if not broker_answers(external, timeout=10):
+            raise ConfigError(f"STREAMSVC_BOOTSTRAP_SERVERS={external} does not answer; start it or unset it")
+        _say(f"using the existing broker at {external} (STREAMSVC_BOOTSTRAP_SERVERS)")
+        return external
+    if running_pid(k) and broker_answers(k.bootstrap):
+        _say(f"already running (pid {running_pid(k)}) at {k.bootstrap}")
+        return k.bootstrap
+    if fresh and k.run_dir.exists():
+        shutil.rmtree(k.run_dir)
+    k.run_dir.mkdir(parents=True, exist_ok=True)
+    classpath = _classpath(k)
+    props = k.run_dir / "server.properties"
+    props.write_text(_server_properties(k))
+    log4j = k.run_dir / "log4j2.properties"
+    log4j.write_text(_LOG4J2.format(log=k.log_file))
+    java = [_java(), f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    if not (k.run_dir / "data" / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        _say(f"formatting KRaft storage in {k.run_dir / 'data'} (cluster {cluster_id})")
+        done = subprocess.run(
+            [*java, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise ConfigError(f"formatting Kafka storage failed:\n{done.stdout}\n{done.stderr}")
+    heap = os.environ.get("STREAMSVC_KAFKA_HEAP", "768m")
+    with (k.run_dir / "stdout.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [java[0], f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(props)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the CLI process; stopped by `streamsvc dev kafka stop`
+        )
+    k.pid_file.write_text(str(proc.pid))
+    _say(f"started Kafka {k.version} (pid {proc.pid}); waiting for {k.bootstrap}")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConfigError(f"Kafka exited with code {proc.returncode}; see {k.run_dir / 'stdout.log'}")
+        if broker_answers(k.bootstrap):
+            _say(f"ready: bootstrap servers {k.bootstrap}")
+            return k.bootstrap
+        time.sleep(0.5)
+    raise ConfigError(f"Kafka did not answer within {wait_s:.0f}s; see {k.log_file}")
+
+
+def stop(k: LocalKafka, wait_s: float = 60.0) -> bool:
+    """Stop the broker started by `start`; returns False when none was running."""
+    pid = running_pid(k)
+    if pid is None:
+        _say("not running")
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and running_pid(k):
+        time.sleep(0.3)
+    if running_pid(k):
+        _say(f"pid {pid} ignored SIGTERM for {wait_s:.0f}s; killing it")
+        os.kill(pid, signal.SIGKILL)
+    k.pid_file.unlink(missing_ok=True)
+    _say(f"stopped (pid {pid})")
+    return True
+
+
+def status(k: LocalKafka) -> bool:
+    pid = running_pid(k)
+    if pid and broker_answers(k.bootstrap):
+        _say(f"running (pid {pid}) at {k.bootstrap}, data in {k.run_dir}")
+        return True
+    _say("not running" if pid is None else f"pid {pid} exists but {k.bootstrap} does not answer")
+    return False

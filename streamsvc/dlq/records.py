@@ -1,0 +1,71 @@
+"""Dead-letter records: the original bytes and headers, plus the `dlq.*` headers of BRIEF §3.2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Stage = Literal["decode", "validate", "process", "late"]
+STAGES: tuple[Stage, ...] = ("decode", "validate", "process", "late")
+
+Headers = list[tuple[str, bytes]]
+
+
+class SourceMessage(Protocol):
+    """The subset of `confluent_kafka.Message` the DLQ needs (tests may pass a plain object)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> str | bytes | None: ...
+    def value(self) -> str | bytes | None: ...
+    def headers(self) -> list[tuple[str, bytes | None]] | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+@dataclass(slots=True)
+class OutputRecord:
+    """A record ready to produce: real topic name and serialized bytes."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    headers: Headers | None = None
+
+
+def error_class_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _as_bytes(data: str | bytes | None) -> bytes | None:
+    return data.encode() if isinstance(data, str) else data
+
+
+def dead_letter(
+    msg: SourceMessage, dlq_topic: str, stage: Stage, exc: BaseException | str, app: str
+) -> OutputRecord:
+    """Build the DLQ record for `msg`: key, value and headers untouched, `dlq.*` headers appended."""
+    if isinstance(exc, BaseException):
+        error_class, message = error_class_name(exc), str(exc) or repr(exc)
+    else:
+        error_class, message = "streamsvc.errors.ExpectationFailed", exc
+    _, ts = msg.timestamp()
+    headers: Headers = [(k, v if v is not None else b"") for k, v in (msg.headers() or [])]
+    headers += [
+        ("dlq.error.class", error_class.encode()),
+        ("dlq.error.message", message[:4096].encode(errors="replace")),
+        ("dlq.stage", stage.encode()),
+        ("dlq.source.topic", (msg.topic() or "").encode()),
+        ("dlq.source.partition", str(msg.partition()).encode()),
+        ("dlq.source.offset", str(msg.offset()).encode()),
+        ("dlq.source.timestamp", str(ts).encode()),
+        ("dlq.app", app.encode()),
+    ]
+    return OutputRecord(dlq_topic, _as_bytes(msg.key()), _as_bytes(msg.value()), ts, headers)
+
+
+def dlq_headers(headers: list[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """The `dlq.*` headers of a consumed DLQ record as text (for re-drive and inspection)."""
+    return {k: (v or b"").decode() for k, v in (headers or []) if k.startswith("dlq.")}

@@ -1,0 +1,62 @@
+"""Prometheus metrics (BRIEF §3.9): `streamsvc_` prefix, base units, counters end in `_total`.
+
+Record counters are advanced only when a transaction commits, so they describe committed output and
+the accounting invariant holds on them exactly:
+consumed = emitted + filtered + dead_lettered (+ late).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LABELS = ("app", "agent")
+
+RECORDS_CONSUMED = Counter(
+    "streamsvc_records_consumed_total", "Records consumed and committed.", [*LABELS, "topic"]
+)
+RECORDS_EMITTED = Counter(
+    "streamsvc_records_emitted_total", "Consumed records that produced at least one output.", [*LABELS, "topic"]
+)
+RECORDS_FILTERED = Counter(
+    "streamsvc_records_filtered_total", "Consumed records that produced no output.", [*LABELS, "topic"]
+)
+RECORDS_DEAD_LETTERED = Counter(
+    "streamsvc_records_dead_lettered_total",
+    "Consumed records routed to a dead-letter topic.",
+    [*LABELS, "topic", "stage"],
+)
+RECORDS_LATE = Counter(
+    "streamsvc_records_late_total", "Records beyond the window grace period.", [*LABELS, "topic"]
+)
+RECORDS_PRODUCED = Counter(
+    "streamsvc_records_produced_total", "Records written to output and DLQ topics.", [*LABELS, "topic"]
+)
+TRANSACTIONS_COMMITTED = Counter(
+    "streamsvc_transactions_committed_total", "Kafka transactions (or offset commits) completed.", LABELS
+)
+TRANSACTIONS_ABORTED = Counter(
+    "streamsvc_transactions_aborted_total", "Kafka transactions aborted and rewound.", LABELS
+)
+COMMIT_DURATION = Histogram(
+    "streamsvc_commit_duration_seconds",
+    "Time to send offsets and commit a transaction.",
+    LABELS,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PROCESSING_DURATION = Histogram(
+    "streamsvc_processing_duration_seconds",
+    "Time to process one consumed batch (decode, operators, produce).",
+    LABELS,
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BATCH_SIZE = Histogram(
+    "streamsvc_batch_records", "Records per consumed batch.", LABELS, buckets=(1, 10, 100, 500, 1000, 5000, 10000)
+)
+REBALANCES = Counter("streamsvc_rebalances_total", "Partition assignment changes.", [*LABELS, "kind"])
+ASSIGNED_PARTITIONS = Gauge("streamsvc_assigned_partitions", "Partitions currently assigned.", LABELS)
+CONSUMER_LAG = Gauge(
+    "streamsvc_consumer_lag_records",
+    "Consumer lag per partition, from librdkafka statistics.",
+    [*LABELS, "topic", "partition"],
+)
+LAST_POLL = Gauge("streamsvc_last_poll_timestamp_seconds", "Unix time of the last poll-loop turn.", LABELS)

@@ -1,0 +1,7 @@
+"""Runtime: how a topology is executed (agents, worker process)."""
+
+from streamsvc.runtime.agent import Agent
+from streamsvc.runtime.processor import Processor, Tally
+from streamsvc.runtime.worker import Worker
+
+__all__ = ["Agent", "Processor", "Tally", "Worker"]

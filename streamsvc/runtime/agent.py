@@ -1,0 +1,365 @@
+"""An agent: one consumer, one producer and a commit protocol, running one compiled topology.
+
+The loop is micro-batched: `consume(num_messages=batch_size)` -> `Processor.process` -> produce ->
+commit every `commit_interval_ms`. Under exactly-once, outputs, DLQ records and consumed offsets go in
+one transaction (BRIEF §3.1); a failed transaction is aborted and the consumer rewound to the last
+committed positions, so the batch is processed again from the same input.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from streamsvc.config import Settings
+from streamsvc.eos.transactions import (
+    AtLeastOnceCommitter,
+    Committer,
+    TransactionalCommitter,
+    is_fatal,
+    kafka_error,
+)
+from streamsvc.errors import FatalRuntimeError
+from streamsvc.observability import metrics as m
+from streamsvc.observability.http import HealthState
+from streamsvc.observability.logging import get_logger
+from streamsvc.runtime.processor import Processor, Tally
+from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
+from streamsvc.topology.model import Topology
+
+TP = tuple[str, int]
+
+
+class Agent:
+    """Runs `topology` until `stop` is set, the input is exhausted (`until_caught_up`), or a fatal error."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        settings: Settings,
+        health: HealthState | None = None,
+        until_caught_up: bool = False,
+        on_commit: Callable[[Tally], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = topology.name
+        self.processor = Processor(topology, settings)
+        self.health = health or HealthState()
+        self.until_caught_up = until_caught_up
+        self.on_commit = on_commit
+        self.transactional_id = settings.transactional_id or (
+            f"{settings.app_id}.{self.name}.{settings.effective_instance_id}"
+        )
+        self.log = get_logger(app=settings.app_id, agent=self.name, transactional_id=self.transactional_id)
+        self.totals = Tally()  # committed outcome counts since start
+        self._labels = {"app": settings.app_id, "agent": self.name}
+        self._pending = Tally()
+        self._positions: dict[TP, int] = {}  # next offsets processed in the open transaction
+        self._committed: dict[TP, int] = {}  # next offsets as of the last successful commit
+        self._end_at_assign: dict[TP, int] = {}
+        self._assigned: set[TP] = set()
+        self._fatal: BaseException | None = None
+        self._txn_started = 0.0
+        self._bind_registry()
+
+    # ---- set-up -------------------------------------------------------------------------------
+
+    def _bind_registry(self) -> None:
+        if not self.settings.registry_url:
+            return
+        from streamsvc.registry.client import registry_client
+
+        client = registry_client(self.settings.registry_url)
+        for serde in self.processor.serdes():
+            while serde is not None:
+                bind = getattr(serde, "bind_registry", None)
+                if bind is not None:
+                    bind(client)
+                serde = getattr(serde, "inner", None)
+
+    def _consumer_config(self) -> dict[str, Any]:
+        s = self.settings
+        conf: dict[str, Any] = {
+            "bootstrap.servers": s.bootstrap_servers,
+            "group.id": s.effective_group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed" if s.guarantee == "exactly_once" else "read_uncommitted",
+            "auto.offset.reset": "earliest",
+            "error_cb": self._on_client_error,
+            "stats_cb": self._on_stats,
+            "statistics.interval.ms": 5000,
+        }
+        if s.static_membership:
+            conf["group.instance.id"] = f"{self.name}.{s.effective_instance_id}"
+        conf.update(s.consumer)
+        return conf
+
+    def _producer_config(self) -> dict[str, Any]:
+        s = self.settings
+        conf: dict[str, Any] = {
+            "bootstrap.servers": s.bootstrap_servers,
+            "linger.ms": 5,
+            "partitioner": "murmur2_random",  # same key -> partition mapping as the Java clients
+            "error_cb": self._on_client_error,
+        }
+        if s.guarantee == "exactly_once":
+            conf.update(
+                {
+                    "transactional.id": self.transactional_id,
+                    "transaction.timeout.ms": 60000,
+                    "message.timeout.ms": 60000,
+                }
+            )
+        else:
+            conf.update({"enable.idempotence": True, "delivery.report.only.error": True})
+        conf.update(s.producer)
+        return conf
+
+    def _ensure_output_topics(self) -> None:
+        """Create missing sink and DLQ topics with the sources' partition count."""
+        admin = admin_client(self.settings.bootstrap_servers)
+        partitions = max(partition_counts(admin, self.processor.source_topics).values(), default=1)
+        created = ensure_topics(admin, dict.fromkeys(self.processor.output_topics, partitions))
+        if created:
+            self.log.info("topics_created", topics=created, partitions=partitions)
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if is_fatal(err):
+            self._fatal = FatalRuntimeError(f"fatal Kafka client error: {err}")
+        else:
+            self.log.warning("kafka_client_error", error=str(err))
+
+    def _on_stats(self, raw: str) -> None:
+        stats = orjson.loads(raw)
+        for topic, tstats in stats.get("topics", {}).items():
+            for part, pstats in tstats.get("partitions", {}).items():
+                lag = pstats.get("consumer_lag", -1)
+                if part != "-1" and lag >= 0:
+                    m.CONSUMER_LAG.labels(**self._labels, topic=topic, partition=part).set(lag)
+
+    # ---- main loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume, process and commit until stopped; commits the open transaction before returning."""
+        s = self.settings
+        self._ensure_output_topics()
+        self.consumer = Consumer(self._consumer_config())
+        self.producer = Producer(self._producer_config())
+        self.committer: Committer
+        if s.guarantee == "exactly_once":
+            txn = TransactionalCommitter(self.producer, self.consumer, self.log)
+            txn.init()
+            self.committer = txn
+        else:
+            alo = AtLeastOnceCommitter(self.producer, self.consumer, self.log)
+            self.producer = Producer({**self._producer_config(), "on_delivery": alo.on_delivery})
+            alo.producer = self.producer
+            self.committer = alo
+        self.health.set_ready(self.name, False)
+        self.consumer.subscribe(
+            self.processor.source_topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self.log.info("agent_started", sources=self.processor.source_topics, guarantee=s.guarantee)
+        interval = s.commit_interval_ms / 1000.0
+        poll_timeout = s.poll_timeout_ms / 1000.0
+        try:
+            while not stop.is_set():
+                msgs = self.consumer.consume(num_messages=s.batch_size, timeout=poll_timeout)
+                self._raise_if_fatal()
+                now = time.monotonic()
+                self.health.polled(self.name)
+                m.LAST_POLL.labels(**self._labels).set(time.time())
+                if msgs:
+                    self._handle(msgs)
+                # Commit on the interval, and at once when the input is idle (keeps latency low).
+                if self.committer.in_transaction and (not msgs or now - self._txn_started >= interval):
+                    self._commit()
+                if self.until_caught_up and not self.committer.in_transaction and self._caught_up():
+                    self.log.info("caught_up", positions={f"{t}:{p}": o for (t, p), o in self._committed.items()})
+                    break
+            self._commit()
+            self.log.info("agent_stopping", committed=dict(self.totals.consumed))
+        except FatalRuntimeError:
+            self.log.error("agent_fatal", exc_info=True)
+            raise
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            self.log.warning("consumer_close_failed", error=str(exc))
+        self.producer.flush(5)
+        self.health.set_ready(self.name, False)
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal if isinstance(self._fatal, FatalRuntimeError) else FatalRuntimeError(str(self._fatal))
+
+    def _handle(self, msgs: list[Message]) -> None:
+        good: list[Message] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if is_fatal(err):
+                    raise FatalRuntimeError(f"fatal consumer error: {err}")
+                if err.code() != KafkaError._PARTITION_EOF:
+                    self.log.warning("consume_error", error=str(err))
+                continue
+            if (msg.topic(), msg.partition()) in self._assigned:  # drop stale fetches after a revoke
+                good.append(msg)
+        if not good:
+            return
+        if not self.committer.in_transaction:
+            self.committer.begin()
+            self._txn_started = time.monotonic()
+        started = time.perf_counter()
+        result = self.processor.process(good)
+        produce = self.producer.produce
+        for rec in result.outputs:
+            while True:
+                try:
+                    produce(rec.topic, rec.value, rec.key, headers=rec.headers, timestamp=max(rec.timestamp_ms, 0))
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+                except KafkaException as exc:
+                    if is_fatal(kafka_error(exc)):
+                        raise FatalRuntimeError(f"produce failed fatally: {exc}") from exc
+                    raise
+        self.producer.poll(0)
+        for msg in good:
+            self._positions[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+        self._pending.add(result.tally)
+        m.PROCESSING_DURATION.labels(**self._labels).observe(time.perf_counter() - started)
+        m.BATCH_SIZE.labels(**self._labels).observe(len(good))
+
+    def _commit(self, rewind: bool = True) -> None:
+        if not self.committer.in_transaction:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
+        started = time.perf_counter()
+        if self.committer.commit(offsets):
+            m.COMMIT_DURATION.labels(**self._labels).observe(time.perf_counter() - started)
+            m.TRANSACTIONS_COMMITTED.labels(**self._labels).inc()
+            self._committed.update(self._positions)
+            self._record(self._pending)
+            self._positions.clear()
+            self._pending.clear()
+            return
+        m.TRANSACTIONS_ABORTED.labels(**self._labels).inc()
+        self._positions.clear()
+        self._pending.clear()
+        if rewind:
+            self._rewind()
+
+    def _record(self, tally: Tally) -> None:
+        labels = self._labels
+        for topic, n in tally.consumed.items():
+            m.RECORDS_CONSUMED.labels(**labels, topic=topic).inc(n)
+        for topic, n in tally.emitted.items():
+            m.RECORDS_EMITTED.labels(**labels, topic=topic).inc(n)
+        for topic, n in tally.filtered.items():
+            m.RECORDS_FILTERED.labels(**labels, topic=topic).inc(n)
+        for (topic, stage), n in tally.dead_lettered.items():
+            m.RECORDS_DEAD_LETTERED.labels(**labels, topic=topic, stage=stage).inc(n)
+        for topic, n in tally.produced.items():
+            m.RECORDS_PRODUCED.labels(**labels, topic=topic).inc(n)
+        self.totals.add(tally)
+        if self.on_commit is not None:
+            self.on_commit(tally)
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition back to its last committed position."""
+        for topic, partition in sorted(self._assigned):
+            offset = self._committed.get((topic, partition), OFFSET_BEGINNING)
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                # Going on from the current position would skip the aborted records: restart instead.
+                raise FatalRuntimeError(f"cannot rewind {topic}:{partition} to {offset}: {exc}") from exc
+        self.log.info("rewound", partitions=len(self._assigned))
+
+    def _caught_up(self) -> bool:
+        if not self._assigned:
+            return False
+        positions = self.consumer.position([TopicPartition(t, p) for t, p in self._assigned])
+        return all(tp.offset >= self._end_at_assign[(tp.topic, tp.partition)] for tp in positions)
+
+    # ---- rebalance callbacks (run inside consume()) ---------------------------------------------
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # surfaced after consume() returns, not inside librdkafka
+            self._fatal = exc
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        def assign() -> None:
+            m.REBALANCES.labels(**self._labels, kind="assign").inc()
+            tps = {(tp.topic, tp.partition) for tp in partitions}
+            self._assigned |= tps
+            for tp in consumer.committed(partitions, timeout=30):
+                key = (tp.topic, tp.partition)
+                if tp.offset >= 0:
+                    self._committed[key] = tp.offset
+                else:
+                    self._committed.pop(key, None)
+            if self.until_caught_up:
+                for topic, partition in tps:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+                    self._end_at_assign[(topic, partition)] = high
+            m.ASSIGNED_PARTITIONS.labels(**self._labels).set(len(self._assigned))
+            self.health.set_ready(self.name, True)
+            self.log.info("partitions_assigned", partitions=sorted(f"{t}:{p}" for t, p in tps))
+
+        self._guard(assign)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        def revoke() -> None:
+            m.REBALANCES.labels(**self._labels, kind="revoke").inc()
+            self._commit(rewind=False)  # finish the open transaction before the rebalance completes
+            self._forget(partitions)
+            self.log.info("partitions_revoked", partitions=len(partitions))
+
+        self._guard(revoke)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        def lost() -> None:
+            m.REBALANCES.labels(**self._labels, kind="lost").inc()
+            if self.committer.in_transaction:
+                self.committer.abort()
+                m.TRANSACTIONS_ABORTED.labels(**self._labels).inc()
+                self._positions.clear()
+                self._pending.clear()
+            self._forget(partitions)
+            self.log.warning("partitions_lost", partitions=len(partitions))
+
+        self._guard(lost)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._assigned.discard(key)
+            self._committed.pop(key, None)
+            self._positions.pop(key, None)
+            self._end_at_assign.pop(key, None)
+        m.ASSIGNED_PARTITIONS.labels(**self._labels).set(len(self._assigned))

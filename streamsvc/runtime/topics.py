@@ -1,0 +1,111 @@
+"""Topic administration shared by the runtime, the CLI, the demo and the tests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+from streamsvc.errors import ConfigError
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
+    """Partition count of each existing topic among `topics` (missing topics are left out)."""
+    meta = admin.list_topics(timeout=timeout)
+    return {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics and not meta.topics[t].error}
+
+
+def ensure_topics(
+    admin: AdminClient, topics: Mapping[str, int], config: Mapping[str, str] | None = None, timeout: float = 30.0
+) -> list[str]:
+    """Create the topics that do not exist yet (name -> partitions); return the names created."""
+    existing = partition_counts(admin, list(topics), timeout)
+    missing = [NewTopic(t, n, 1, config=dict(config or {})) for t, n in topics.items() if t not in existing]
+    if not missing:
+        return []
+    created = []
+    for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise ConfigError(f"cannot create topic {name}: {exc.args[0]}") from exc
+    _wait_for_metadata(admin, created, timeout)
+    return created
+
+
+def _wait_for_metadata(admin: AdminClient, topics: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while topics and time.monotonic() < deadline:
+        if len(partition_counts(admin, topics)) == len(topics):
+            return
+        time.sleep(0.1)
+
+
+def delete_topics(admin: AdminClient, topics: list[str], timeout: float = 30.0) -> None:
+    if not topics:
+        return
+    for fut in admin.delete_topics(topics, operation_timeout=timeout).values():
+        try:
+            fut.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+
+
+def end_offsets(
+    admin: AdminClient, topic: str, read_committed: bool = True, timeout: float = 30.0
+) -> dict[int, int]:
+    """Latest offsets per partition; with `read_committed` this is the last stable offset (LSO)."""
+    parts = partition_counts(admin, [topic]).get(topic, 0)
+    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(parts)}
+    level = IsolationLevel.READ_COMMITTED if read_committed else IsolationLevel.READ_UNCOMMITTED
+    result = admin.list_offsets(request, isolation_level=level, request_timeout=timeout)
+    return {tp.partition: fut.result().offset for tp, fut in result.items()}
+
+
+def read_all(bootstrap: str, topic: str, read_committed: bool = True, timeout: float = 60.0) -> list[Message]:
+    """Every record currently in `topic` (up to the LSO with `read_committed`), in partition order."""
+    admin = admin_client(bootstrap)
+    ends = end_offsets(admin, topic, read_committed)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"streamsvc-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+        }
+    )
+    out: list[Message] = []
+    try:
+        pending = {p: end for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} did not reach {ends}")
+            for msg in consumer.consume(num_messages=10000, timeout=0.5):
+                if msg.error() is None:
+                    out.append(msg)
+            for tp in consumer.position([TopicPartition(topic, p) for p in list(pending)]):
+                if tp.offset >= pending[tp.partition]:
+                    del pending[tp.partition]
+    finally:
+        consumer.close()
+    return out

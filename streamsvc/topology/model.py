@@ -1,0 +1,183 @@
+"""The topology description: sources, operators and sinks as plain data.
+
+A `Topology` says *what* to compute; `streamsvc.runtime` decides *how* (consumers, transactions,
+batching). Nothing here talks to Kafka. Topic names are logical: the runtime maps them to real topics
+through `Settings.topics`, so the same topology runs against per-test or per-environment topics.
+
+    topology = Topology("orders-clean")
+    orders = topology.source("orders", value_serde=JsonSerde(), expectations=[not_null("id")])
+    orders.filter(lambda o: o["qty"] > 0).map(normalise).to("orders_clean", value_serde=JsonSerde())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamsvc.errors import TopologyError
+from streamsvc.serde.base import Serde
+from streamsvc.serde.raw import BytesSerde
+from streamsvc.validation.expectations import Expectation
+
+EventTimeExtractor = Callable[[Any, int], int]
+"""(decoded value, Kafka timestamp in ms) -> event time in ms."""
+
+
+def kafka_timestamp(value: Any, timestamp_ms: int) -> int:
+    """The default event-time extractor: the record's Kafka timestamp."""
+    return timestamp_ms
+
+
+@dataclass(frozen=True)
+class MapOp:
+    fn: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class SelectKeyOp:
+    fn: Callable[[Any, Any], Any]
+
+
+@dataclass(frozen=True)
+class FilterOp:
+    predicate: Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class FlatMapOp:
+    fn: Callable[[Any], Iterable[Any]]
+
+
+@dataclass(frozen=True)
+class PeekOp:
+    fn: Callable[[Any, Any], None]
+
+
+@dataclass(frozen=True)
+class BranchOp:
+    """First matching predicate wins; records matching none go to `default` or are filtered."""
+
+    predicates: tuple[tuple[str, Callable[[Any], bool]], ...]
+    default: str | None
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    topic: str
+    key_serde: Serde
+    value_serde: Serde
+
+
+Operator = MapOp | SelectKeyOp | FilterOp | FlatMapOp | PeekOp | BranchOp
+
+
+@dataclass(eq=False)
+class Stream:
+    """A node in the topology tree. Each method returns the downstream node, so calls chain."""
+
+    topology: Topology
+    op: Operator | None = None
+    branch_name: str | None = None
+    children: list[Stream] = field(default_factory=list)
+    sinks: list[SinkSpec] = field(default_factory=list)
+
+    def _then(self, op: Operator | None, branch_name: str | None = None) -> Stream:
+        child = Stream(self.topology, op, branch_name)
+        self.children.append(child)
+        return child
+
+    def map(self, fn: Callable[[Any], Any]) -> Stream:
+        """Replace each value by `fn(value)`; the key is kept."""
+        return self._then(MapOp(fn))
+
+    def select_key(self, fn: Callable[[Any, Any], Any]) -> Stream:
+        """Re-key each record with `fn(key, value)`."""
+        return self._then(SelectKeyOp(fn))
+
+    def filter(self, predicate: Callable[[Any], bool]) -> Stream:
+        """Keep the records for which `predicate(value)` is true; the others count as filtered."""
+        return self._then(FilterOp(predicate))
+
+    def flat_map(self, fn: Callable[[Any], Iterable[Any]]) -> Stream:
+        """Replace each value by zero or more values."""
+        return self._then(FlatMapOp(fn))
+
+    def peek(self, fn: Callable[[Any, Any], None]) -> Stream:
+        """Call `fn(key, value)` for its side effect and pass the record on unchanged."""
+        return self._then(PeekOp(fn))
+
+    def branch(self, default: str | None = None, **predicates: Callable[[Any], bool]) -> dict[str, Stream]:
+        """Route each record to the first branch whose predicate holds (Kafka Streams' `split`).
+
+        Returns one stream per branch name; with `default="name"` unmatched records go there,
+        otherwise they count as filtered.
+        """
+        if not predicates:
+            raise TopologyError("branch() needs at least one named predicate")
+        op = BranchOp(tuple(predicates.items()), default)
+        node = self._then(op)
+        names = [*predicates, *([default] if default else [])]
+        if len(set(names)) != len(names):
+            raise TopologyError(f"branch names must be unique, got {names}")
+        return {name: node._then(None, branch_name=name) for name in names}
+
+    def to(self, topic: str, value_serde: Serde, key_serde: Serde | None = None) -> Stream:
+        """Write every record reaching this node to `topic` (a logical name)."""
+        self.sinks.append(SinkSpec(topic, key_serde or BytesSerde(), value_serde))
+        self.topology.sink_topics.add(topic)
+        return self
+
+
+@dataclass(eq=False)
+class Source(Stream):
+    """A source topic with its serdes, expectations and event-time extractor."""
+
+    topic: str = ""
+    key_serde: Serde = field(default_factory=BytesSerde)
+    value_serde: Serde = field(default_factory=BytesSerde)
+    expectations: Sequence[Expectation] = ()
+    event_time: EventTimeExtractor = kafka_timestamp
+    dlq_topic: str | None = None
+
+
+@dataclass(eq=False)
+class Topology:
+    """A named set of sources, each the root of an operator tree ending in sinks."""
+
+    name: str
+    sources: list[Source] = field(default_factory=list)
+    sink_topics: set[str] = field(default_factory=set)
+
+    def source(
+        self,
+        topic: str,
+        value_serde: Serde,
+        key_serde: Serde | None = None,
+        expectations: Sequence[Expectation] = (),
+        event_time: EventTimeExtractor = kafka_timestamp,
+        dlq_topic: str | None = None,
+    ) -> Source:
+        """Declare a source topic (logical name). `dlq_topic` defaults to `<real topic>.dlq`."""
+        if any(s.topic == topic for s in self.sources):
+            raise TopologyError(f"topic {topic!r} is already a source of topology {self.name!r}")
+        src = Source(
+            topology=self,
+            topic=topic,
+            key_serde=key_serde or BytesSerde(),
+            value_serde=value_serde,
+            expectations=tuple(expectations),
+            event_time=event_time,
+            dlq_topic=dlq_topic,
+        )
+        self.sources.append(src)
+        return src
+
+    def validate(self) -> None:
+        """Raise TopologyError when the description cannot run."""
+        if not self.sources:
+            raise TopologyError(f"topology {self.name!r} has no source; declare one with .source(...)")
+        source_topics = {s.topic for s in self.sources}
+        loops = source_topics & self.sink_topics
+        if loops:
+            raise TopologyError(f"topology {self.name!r} writes to its own source topics {sorted(loops)}")
