@@ -75,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"consumed      {totals.consumed[source]:>8}")
     print(f"emitted       {totals.emitted[source]:>8}")
     print(f"filtered      {totals.filtered[source]:>8}")
-    print(f"dead-lettered {dead:>8}  by stage {dict(sorted(Counter({s: n for (_, s), n in totals.dead_lettered.items()}).items()))}")
+    by_stage: Counter[str] = Counter()
+    for (_, stage), n in totals.dead_lettered.items():
+        by_stage[stage] += n
+    print(f"dead-lettered {dead:>8}  by stage {dict(sorted(by_stage.items()))}")
     balanced = totals.consumed[source] == totals.emitted[source] + totals.filtered[source] + dead
     print(f"invariant consumed = emitted + filtered + dead-lettered: {'holds' if balanced else 'BROKEN'}")
 

@@ -112,12 +112,21 @@ def _fetch_jars(k: LocalKafka) -> None:
     k.libs.mkdir(parents=True, exist_ok=True)
     mvn = shutil.which("mvn")
     if mvn:
-        _say(f"resolving org.apache.kafka:kafka_{SCALA_VERSION}:{k.version} from Maven Central (first run only)")
+        artifact = f"org.apache.kafka:kafka_{SCALA_VERSION}:{k.version}"
+        _say(f"resolving {artifact} from Maven Central (first run only)")
         build = k.libs.parent / "resolve"
         build.mkdir(exist_ok=True)
         (build / "pom.xml").write_text(_POM.format(scala=SCALA_VERSION, kafka=k.version, log4j=LOG4J_VERSION))
-        cmd = [mvn, "-q", "-B", "-f", str(build / "pom.xml"), "dependency:copy-dependencies",
-               f"-DoutputDirectory={k.libs}", "-DincludeScope=runtime"]
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(build / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={k.libs}",
+            "-DincludeScope=runtime",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise ConfigError(f"mvn could not resolve the Kafka jars:\n{done.stdout}\n{done.stderr}")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Stage = Literal["decode", "validate", "process", "late"]
 STAGES: tuple[Stage, ...] = ("decode", "validate", "process", "late")
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
 
 
 class SourceMessage(Protocol):
@@ -19,7 +19,7 @@ class SourceMessage(Protocol):
     def offset(self) -> int | None: ...
     def key(self) -> str | bytes | None: ...
     def value(self) -> str | bytes | None: ...
-    def headers(self) -> list[tuple[str, bytes | None]] | None: ...
+    def headers(self) -> Any: ...
     def timestamp(self) -> tuple[int, int]: ...
 
 
@@ -52,7 +52,8 @@ def dead_letter(
     else:
         error_class, message = "streamsvc.errors.ExpectationFailed", exc
     _, ts = msg.timestamp()
-    headers: Headers = [(k, v if v is not None else b"") for k, v in (msg.headers() or [])]
+    original = msg.headers() or []
+    headers: Headers = list(original.items() if isinstance(original, dict) else original)
     headers += [
         ("dlq.error.class", error_class.encode()),
         ("dlq.error.message", message[:4096].encode(errors="replace")),
@@ -66,6 +67,7 @@ def dead_letter(
     return OutputRecord(dlq_topic, _as_bytes(msg.key()), _as_bytes(msg.value()), ts, headers)
 
 
-def dlq_headers(headers: list[tuple[str, bytes | None]] | None) -> dict[str, str]:
+def dlq_headers(headers: Any) -> dict[str, str]:
     """The `dlq.*` headers of a consumed DLQ record as text (for re-drive and inspection)."""
-    return {k: (v or b"").decode() for k, v in (headers or []) if k.startswith("dlq.")}
+    pairs = headers.items() if isinstance(headers, dict) else (headers or [])
+    return {k: v.decode() if isinstance(v, bytes) else (v or "") for k, v in pairs if k.startswith("dlq.")}

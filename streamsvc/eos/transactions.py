@@ -29,8 +29,12 @@ def is_fatal(err: KafkaError | None) -> bool:
     return err is not None and (
         err.fatal()
         or err.code()
-        in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
-            KafkaError.FENCED_INSTANCE_ID)
+        in (
+            KafkaError._FENCED,
+            KafkaError.PRODUCER_FENCED,
+            KafkaError.INVALID_PRODUCER_EPOCH,
+            KafkaError.FENCED_INSTANCE_ID,
+        )
     )
 
 
@@ -76,7 +80,12 @@ class TransactionalCommitter:
                 err = kafka_error(exc)
                 if is_fatal(err):
                     raise FatalRuntimeError(f"transaction commit failed fatally: {err}") from exc
-                if err is not None and err.retriable() and not err.txn_requires_abort() and attempt < COMMIT_ATTEMPTS:
+                if (
+                    err is not None
+                    and err.retriable()
+                    and not err.txn_requires_abort()
+                    and attempt < COMMIT_ATTEMPTS
+                ):
                     self.log.warning("commit_retry", error=str(err), attempt=attempt)
                     time.sleep(0.1 * attempt)
                     continue

@@ -43,8 +43,12 @@ class HealthState:
 def _handler(health: HealthState) -> type[BaseHTTPRequestHandler]:
     routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
         "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest()),
-        "/healthz": lambda: (200, "text/plain", b"ok\n") if health.healthy() else (503, "text/plain", b"stalled\n"),
-        "/readyz": lambda: (200, "text/plain", b"ready\n") if health.ready() else (503, "text/plain", b"not ready\n"),
+        "/healthz": lambda: (
+            (200, "text/plain", b"ok\n") if health.healthy() else (503, "text/plain", b"stalled\n")
+        ),
+        "/readyz": lambda: (
+            (200, "text/plain", b"ready\n") if health.ready() else (503, "text/plain", b"not ready\n")
+        ),
     }
 
     class Handler(BaseHTTPRequestHandler):

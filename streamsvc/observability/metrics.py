@@ -15,7 +15,9 @@ RECORDS_CONSUMED = Counter(
     "streamsvc_records_consumed_total", "Records consumed and committed.", [*LABELS, "topic"]
 )
 RECORDS_EMITTED = Counter(
-    "streamsvc_records_emitted_total", "Consumed records that produced at least one output.", [*LABELS, "topic"]
+    "streamsvc_records_emitted_total",
+    "Consumed records that produced at least one output.",
+    [*LABELS, "topic"],
 )
 RECORDS_FILTERED = Counter(
     "streamsvc_records_filtered_total", "Consumed records that produced no output.", [*LABELS, "topic"]
@@ -50,7 +52,10 @@ PROCESSING_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 BATCH_SIZE = Histogram(
-    "streamsvc_batch_records", "Records per consumed batch.", LABELS, buckets=(1, 10, 100, 500, 1000, 5000, 10000)
+    "streamsvc_batch_records",
+    "Records per consumed batch.",
+    LABELS,
+    buckets=(1, 10, 100, 500, 1000, 5000, 10000),
 )
 REBALANCES = Counter("streamsvc_rebalances_total", "Partition assignment changes.", [*LABELS, "kind"])
 ASSIGNED_PARTITIONS = Gauge("streamsvc_assigned_partitions", "Partitions currently assigned.", LABELS)

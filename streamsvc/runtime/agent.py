@@ -84,11 +84,12 @@ class Agent:
 
         client = registry_client(self.settings.registry_url)
         for serde in self.processor.serdes():
-            while serde is not None:
-                bind = getattr(serde, "bind_registry", None)
+            layer: Any = serde
+            while layer is not None:  # wrappers such as DebeziumSerde expose the wrapped serde as `inner`
+                bind = getattr(layer, "bind_registry", None)
                 if bind is not None:
                     bind(client)
-                serde = getattr(serde, "inner", None)
+                layer = getattr(layer, "inner", None)
 
     def _consumer_config(self) -> dict[str, Any]:
         s = self.settings
@@ -192,7 +193,9 @@ class Agent:
                 if self.committer.in_transaction and (not msgs or now - self._txn_started >= interval):
                     self._commit()
                 if self.until_caught_up and not self.committer.in_transaction and self._caught_up():
-                    self.log.info("caught_up", positions={f"{t}:{p}": o for (t, p), o in self._committed.items()})
+                    self.log.info(
+                        "caught_up", positions={f"{t}:{p}": o for (t, p), o in self._committed.items()}
+                    )
                     break
             self._commit()
             self.log.info("agent_stopping", committed=dict(self.totals.consumed))
@@ -212,7 +215,11 @@ class Agent:
 
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
-            raise self._fatal if isinstance(self._fatal, FatalRuntimeError) else FatalRuntimeError(str(self._fatal))
+            raise (
+                self._fatal
+                if isinstance(self._fatal, FatalRuntimeError)
+                else FatalRuntimeError(str(self._fatal))
+            )
 
     def _handle(self, msgs: list[Message]) -> None:
         good: list[Message] = []
@@ -237,7 +244,9 @@ class Agent:
         for rec in result.outputs:
             while True:
                 try:
-                    produce(rec.topic, rec.value, rec.key, headers=rec.headers, timestamp=max(rec.timestamp_ms, 0))
+                    produce(
+                        rec.topic, rec.value, rec.key, headers=rec.headers, timestamp=max(rec.timestamp_ms, 0)
+                    )
                     break
                 except BufferError:
                     self.producer.poll(0.05)
@@ -302,7 +311,12 @@ class Agent:
         if not self._assigned:
             return False
         positions = self.consumer.position([TopicPartition(t, p) for t, p in self._assigned])
-        return all(tp.offset >= self._end_at_assign[(tp.topic, tp.partition)] for tp in positions)
+        # A partition with nothing left to fetch has no position yet: its committed offset stands in.
+        return all(
+            max(tp.offset, self._committed.get((tp.topic, tp.partition), 0))
+            >= self._end_at_assign[(tp.topic, tp.partition)]
+            for tp in positions
+        )
 
     # ---- rebalance callbacks (run inside consume()) ---------------------------------------------
 

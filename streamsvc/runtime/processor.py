@@ -133,7 +133,9 @@ class Processor:
         for spec in node.sinks:
             real = settings.topic(spec.topic)
             self.sinks.append(
-                CompiledSink(real, spec.key_serde, spec.value_serde, SerdeContext(real, True), SerdeContext(real))
+                CompiledSink(
+                    real, spec.key_serde, spec.value_serde, SerdeContext(real, True), SerdeContext(real)
+                )
             )
             sink_ids.append(len(self.sinks) - 1)
 
@@ -209,7 +211,9 @@ class Processor:
                 key = src.source.key_serde.deserialize(_raw(msg.key()), src.key_ctx)
                 value = src.source.value_serde.deserialize(_raw(msg.value()), src.value_ctx)
                 stage = "validate"
-                violation = first_violation(src.source.expectations, value) if src.source.expectations else None
+                violation = (
+                    first_violation(src.source.expectations, value) if src.source.expectations else None
+                )
                 if violation is not None:
                     self._dead(outputs, tally, msg, src, "validate", violation)
                     continue

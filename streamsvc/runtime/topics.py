@@ -15,7 +15,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from streamsvc.errors import ConfigError
 
@@ -27,11 +27,16 @@ def admin_client(bootstrap: str) -> AdminClient:
 def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
     """Partition count of each existing topic among `topics` (missing topics are left out)."""
     meta = admin.list_topics(timeout=timeout)
-    return {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics and not meta.topics[t].error}
+    return {
+        t: len(meta.topics[t].partitions) for t in topics if t in meta.topics and not meta.topics[t].error
+    }
 
 
 def ensure_topics(
-    admin: AdminClient, topics: Mapping[str, int], config: Mapping[str, str] | None = None, timeout: float = 30.0
+    admin: AdminClient,
+    topics: Mapping[str, int],
+    config: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
 ) -> list[str]:
     """Create the topics that do not exist yet (name -> partitions); return the names created."""
     existing = partition_counts(admin, list(topics), timeout)
@@ -74,7 +79,8 @@ def end_offsets(
 ) -> dict[int, int]:
     """Latest offsets per partition; with `read_committed` this is the last stable offset (LSO)."""
     parts = partition_counts(admin, [topic]).get(topic, 0)
-    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(parts)}
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    request = {TopicPartition(topic, p): latest for p in range(parts)}
     level = IsolationLevel.READ_COMMITTED if read_committed else IsolationLevel.READ_UNCOMMITTED
     result = admin.list_offsets(request, isolation_level=level, request_timeout=timeout)
     return {tp.partition: fut.result().offset for tp, fut in result.items()}

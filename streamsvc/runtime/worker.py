@@ -52,7 +52,9 @@ class Worker:
 
     def start(self) -> None:
         for agent in self.agents:
-            t = threading.Thread(target=self._run_agent, args=(agent,), name=f"agent-{agent.name}", daemon=True)
+            t = threading.Thread(
+                target=self._run_agent, args=(agent,), name=f"agent-{agent.name}", daemon=True
+            )
             t.start()
             self._threads.append(t)
 

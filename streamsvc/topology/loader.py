@@ -37,5 +37,7 @@ def load_topology(ref: str) -> Topology:
     if callable(obj) and not isinstance(obj, Topology):
         obj = obj()
     if not isinstance(obj, Topology):
-        raise TopologyError(f"{ref}: expected attribute {attr!r} to be a streamsvc Topology, got {type(obj).__name__}")
+        raise TopologyError(
+            f"{ref}: expected attribute {attr!r} to be a streamsvc Topology, got {type(obj).__name__}"
+        )
     return obj

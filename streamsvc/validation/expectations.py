@@ -7,9 +7,10 @@ A failing expectation sends the record to the DLQ with stage `validate`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 _MISSING = object()
@@ -101,7 +102,7 @@ class AcceptedValues:
 class MatchesRegex:
     field: str
     pattern: str
-    _compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _compiled: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_compiled", re.compile(self.pattern))

@@ -1,0 +1,45 @@
+"""Schema registry client factory and Confluent subject name strategies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from streamsvc.errors import ConfigError
+
+SubjectNameStrategy = Callable[[str, bool, "str | None"], str]
+"""`(topic, is_key, record_fullname) -> subject`; record_fullname is None for unnamed schemas."""
+
+
+def registry_client(url: str, **conf: Any) -> SchemaRegistryClient:
+    """Build a registry client for `url`; extra `conf` keys use the client's dotted names.
+
+    `mock://...` URLs give an in-process mock registry; every call returns a new, empty one, so share
+    the instance when a producer and a consumer in one process must see the same schemas.
+    """
+    if not url:
+        raise ConfigError("schema registry url is empty")
+    return SchemaRegistryClient.new_client({**conf, "url": url})
+
+
+def topic_name_strategy(topic: str, is_key: bool, record_name: str | None) -> str:
+    """TopicNameStrategy (the Confluent default): `<topic>-key` / `<topic>-value`."""
+    return f"{topic}-{'key' if is_key else 'value'}"
+
+
+def record_name_strategy(topic: str, is_key: bool, record_name: str | None) -> str:
+    """RecordNameStrategy: the record's full name, shared by every topic carrying that record."""
+    return _require_name(record_name, "record_name_strategy")
+
+
+def topic_record_name_strategy(topic: str, is_key: bool, record_name: str | None) -> str:
+    """TopicRecordNameStrategy: `<topic>-<record fullname>`."""
+    return f"{topic}-{_require_name(record_name, 'topic_record_name_strategy')}"
+
+
+def _require_name(record_name: str | None, strategy: str) -> str:
+    if not record_name:
+        raise ConfigError(f"{strategy} needs a named schema (record, enum or fixed)")
+    return record_name

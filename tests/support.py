@@ -1,0 +1,87 @@
+"""Shared test helpers: real-broker plumbing with deadlines instead of sleeps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `condition` until it returns a truthy value; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def produce(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]], **extra: Any
+) -> int:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random"})
+    n = 0
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value, key, **extra)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        n += 1
+    assert producer.flush(60) == 0, "records left undelivered"
+    return n
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+class WorkerProcess:
+    """`streamsvc run` in a child process, so tests can SIGKILL and SIGTERM it like Kubernetes does."""
+
+    def __init__(
+        self, topology: str, env: dict[str, str], args: tuple[str, ...] = (), log: Path | None = None
+    ):
+        self.log_path = log
+        self._log = log.open("ab") if log else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamsvc.cli.main", "run", topology, *args],
+            env={**os.environ, **env},
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=self._log,
+        )
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        if hasattr(self._log, "close"):
+            self._log.close()
