@@ -18,6 +18,15 @@ from streamsvc.errors import FatalRuntimeError
 
 TXN_TIMEOUT_S = 30.0
 COMMIT_ATTEMPTS = 5
+_FATAL_CODES = frozenset(
+    {
+        KafkaError._FATAL,
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.FENCED_INSTANCE_ID,
+    }
+)
 
 
 def kafka_error(exc: KafkaException) -> KafkaError | None:
@@ -26,16 +35,8 @@ def kafka_error(exc: KafkaException) -> KafkaError | None:
 
 
 def is_fatal(err: KafkaError | None) -> bool:
-    return err is not None and (
-        err.fatal()
-        or err.code()
-        in (
-            KafkaError._FENCED,
-            KafkaError.PRODUCER_FENCED,
-            KafkaError.INVALID_PRODUCER_EPOCH,
-            KafkaError.FENCED_INSTANCE_ID,
-        )
-    )
+    """Errors after which this client must not go on: fenced producer or static member, invalid epoch."""
+    return err is not None and (err.fatal() or err.code() in _FATAL_CODES)
 
 
 class Committer(Protocol):

@@ -178,6 +178,7 @@ class Agent:
             on_lost=self._on_lost,
         )
         self.log.info("agent_started", sources=self.processor.source_topics, guarantee=s.guarantee)
+        self.health.polled(self.name)
         interval = s.commit_interval_ms / 1000.0
         poll_timeout = s.poll_timeout_ms / 1000.0
         try:

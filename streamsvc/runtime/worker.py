@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from http.server import ThreadingHTTPServer
 from types import FrameType
 
 from streamsvc.config import Settings
@@ -35,6 +36,7 @@ class Worker:
         self.log = get_logger(app=settings.app_id)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
 
     def _run_agent(self, agent: Agent) -> None:
         try:
@@ -51,6 +53,10 @@ class Worker:
         self.stop_event.set()  # one agent down takes the worker down: the pod restarts as a whole
 
     def start(self) -> None:
+        """Serve the control plane (when `metrics_port` is set) and start every agent on its own thread."""
+        if self.settings.metrics_port and self._server is None:
+            self._server = serve_control_plane(self.settings.metrics_host, self.settings.metrics_port, self.health)
+            self.log.info("control_plane_listening", port=self.settings.metrics_port)
         for agent in self.agents:
             t = threading.Thread(
                 target=self._run_agent, args=(agent,), name=f"agent-{agent.name}", daemon=True
@@ -62,17 +68,20 @@ class Worker:
         self.stop_event.set()
 
     def join(self, timeout: float | None = None) -> int:
+        """Wait for the agents; once all have finished, stop the control plane. Returns the exit code."""
         for t in self._threads:
             t.join(timeout)
+        if self._server is not None and not self.alive:
+            self._server.shutdown()
+            self._server = None
         return self.exit_code
+
+    @property
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT or until every agent finished; return the process exit code."""
-        server = None
-        if self.settings.metrics_port:
-            server = serve_control_plane(self.settings.metrics_host, self.settings.metrics_port, self.health)
-            self.log.info("control_plane_listening", port=self.settings.metrics_port)
-
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             self.log.info("signal_received_draining", signal=signal.Signals(signum).name)
             self.stop_event.set()
@@ -80,10 +89,8 @@ class Worker:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.start()
-        while any(t.is_alive() for t in self._threads):
-            for t in self._threads:
-                t.join(0.2)
-        if server is not None:
-            server.shutdown()
+        while self.alive:
+            self.join(0.2)
+        self.join()
         self.log.info("worker_exit", exit_code=self.exit_code)
         return self.exit_code

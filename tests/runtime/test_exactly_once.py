@@ -80,3 +80,66 @@ def test_sigkill_at_random_moments_yields_exact_output(bootstrap: str, names, tm
     assert got == expected, (
         f"duplicates: {sum((got - expected).values())}, missing: {sum((expected - got).values())}"
     )
+
+
+def test_zombie_with_same_transactional_id_is_fenced(bootstrap: str, names, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    total = 40_000
+    source = names.topic("input", PARTITIONS)
+    names.topic("output", PARTITIONS)
+    app = names("app")
+    env = _env(bootstrap, names, app, "zombie-0")
+    produce(bootstrap, source, _records(0, 10_000))
+    first = WorkerProcess(TOPOLOGY, env, log=tmp_path / "first.log")
+    second = None
+    try:
+        wait_for(lambda: _progress(bootstrap, app, source) > 0, 90, "first instance progress")
+        # The same instance id means the same transactional.id (and group.instance.id): a zombie pair.
+        second = WorkerProcess(TOPOLOGY, env, log=tmp_path / "second.log")
+        produced = 10_000
+        while first.proc.poll() is None and produced < total:
+            produce(bootstrap, source, _records(produced, produced + 2_000))
+            produced += 2_000
+        code = first.wait(120)
+        assert code == 2, f"the fenced instance must exit non-zero (2), got {code}; see {tmp_path}"
+        assert second.proc.poll() is None, f"the new instance must keep running; see {tmp_path}"
+        produce(bootstrap, source, _records(produced, total))
+        second.terminate()
+        assert second.wait(60) == 0
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+    final = WorkerProcess(TOPOLOGY, env, args=("--until-caught-up",), log=tmp_path / "final.log")
+    try:
+        assert final.wait(180) == 0
+    finally:
+        final.close()
+    got = Counter(m.value() for m in read_all(bootstrap, names("output")))
+    expected = _expected(total)
+    assert got == expected, (
+        f"duplicates: {sum((got - expected).values())}, missing: {sum((expected - got).values())}"
+    )
+
+
+def test_sigterm_commits_open_transaction_and_exits_zero(bootstrap: str, names, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = names.topic("input", PARTITIONS)
+    output = names.topic("output", PARTITIONS)
+    app = names("app")
+    produce(bootstrap, source, _records(0, 60_000))
+    # A long commit interval makes it near certain that a transaction is open when SIGTERM arrives.
+    env = {**_env(bootstrap, names, app, "term-0"), "STREAMSVC_COMMIT_INTERVAL_MS": "5000"}
+    worker = WorkerProcess(TOPOLOGY, env, log=tmp_path / "worker.log")
+    try:
+        wait_for(lambda: _progress(bootstrap, app, source) > 0, 90, "worker progress")
+        worker.terminate()
+        assert worker.wait(30) == 0, f"SIGTERM must drain and exit 0; see {tmp_path}"
+    finally:
+        worker.close()
+    admin = admin_client(bootstrap)
+    # An open (or hanging) transaction would hold the last stable offset below the high watermark.
+    assert end_offsets(admin, output, read_committed=True) == end_offsets(admin, output, read_committed=False)
+    committed = committed_offsets(bootstrap, app, source, PARTITIONS)
+    outputs = read_all(bootstrap, output)
+    assert len(outputs) == sum(committed.values()), "outputs must match the committed input offsets 1:1"
+    assert outputs, "the drained transaction must have committed output"
