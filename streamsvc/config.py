@@ -64,12 +64,22 @@ _TOPIC_ENV = re.compile(r"^STREAMSVC_TOPIC_(?P<name>.+)$")
 
 def _coerce(name: str, raw: Any) -> Any:
     kind = type(getattr(Settings(), name))
+    problem = ConfigError(f"setting {name!r}: cannot read {raw!r} as {kind.__name__}")
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        word = str(raw).strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off"):
+            return False
+        raise problem
+    if kind is int and (isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer())):
+        raise problem
     try:
-        if kind is bool:
-            return raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
         return kind(raw)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name!r}: cannot read {raw!r} as {kind.__name__}") from exc
+        raise problem from exc
 
 
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -73,6 +73,7 @@ class Agent:
         self._assigned: set[TP] = set()
         self._fatal: BaseException | None = None
         self._txn_started = 0.0
+        self.first_record_at: float | None = None  # monotonic; for throughput reporting
         self._bind_registry()
 
     # ---- set-up -------------------------------------------------------------------------------
@@ -194,9 +195,7 @@ class Agent:
                 if self.committer.in_transaction and (not msgs or now - self._txn_started >= interval):
                     self._commit()
                 if self.until_caught_up and not self.committer.in_transaction and self._caught_up():
-                    self.log.info(
-                        "caught_up", positions={f"{t}:{p}": o for (t, p), o in self._committed.items()}
-                    )
+                    self._log_caught_up()
                     break
             self._commit()
             self.log.info("agent_stopping", committed=dict(self.totals.consumed))
@@ -205,6 +204,15 @@ class Agent:
             raise
         finally:
             self._close()
+
+    def _log_caught_up(self) -> None:
+        active = time.monotonic() - self.first_record_at if self.first_record_at else 0.0
+        self.log.info(
+            "caught_up",
+            consumed=sum(self.totals.consumed.values()),
+            active_s=round(active, 3),
+            positions={f"{t}:{p}": o for (t, p), o in sorted(self._committed.items())},
+        )
 
     def _close(self) -> None:
         try:
@@ -236,6 +244,8 @@ class Agent:
                 good.append(msg)
         if not good:
             return
+        if self.first_record_at is None:
+            self.first_record_at = time.monotonic()
         if not self.committer.in_transaction:
             self.committer.begin()
             self._txn_started = time.monotonic()

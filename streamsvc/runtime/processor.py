@@ -101,6 +101,8 @@ class Processor:
         for src in topology.sources:
             real = settings.topic(src.topic)
             dlq = settings.topic(src.dlq_topic) if src.dlq_topic else real + settings.dlq_suffix
+            if real in self.sources:
+                raise TopologyError(f"two sources of {topology.name!r} map to the same topic {real!r}")
             self.sources[real] = CompiledSource(
                 topic=real,
                 dlq_topic=dlq,
@@ -109,6 +111,10 @@ class Processor:
                 value_ctx=SerdeContext(real, is_key=False),
                 emit=self._compile(src, settings),
             )
+
+        loops = set(self.sources) & set(self.output_topics)
+        if loops:
+            raise TopologyError(f"{topology.name!r} would write to its source topics {sorted(loops)}")
 
     @property
     def source_topics(self) -> list[str]:

@@ -55,7 +55,8 @@ class Worker:
     def start(self) -> None:
         """Serve the control plane (when `metrics_port` is set) and start every agent on its own thread."""
         if self.settings.metrics_port and self._server is None:
-            self._server = serve_control_plane(self.settings.metrics_host, self.settings.metrics_port, self.health)
+            s = self.settings
+            self._server = serve_control_plane(s.metrics_host, s.metrics_port, self.health)
             self.log.info("control_plane_listening", port=self.settings.metrics_port)
         for agent in self.agents:
             t = threading.Thread(

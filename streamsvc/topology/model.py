@@ -115,11 +115,10 @@ class Stream:
         """
         if not predicates:
             raise TopologyError("branch() needs at least one named predicate")
-        op = BranchOp(tuple(predicates.items()), default)
-        node = self._then(op)
         names = [*predicates, *([default] if default else [])]
         if len(set(names)) != len(names):
             raise TopologyError(f"branch names must be unique, got {names}")
+        node = self._then(BranchOp(tuple(predicates.items()), default))
         return {name: node._then(None, branch_name=name) for name in names}
 
     def to(self, topic: str, value_serde: Serde, key_serde: Serde | None = None) -> Stream:

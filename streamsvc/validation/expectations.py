@@ -72,6 +72,8 @@ class InRange:
         got = _lookup(value, self.field)
         if got is _MISSING or got is None:
             return None
+        if got != got:  # NaN compares false with every bound
+            return f"{self.field}: NaN is outside the range [{self.min}, {self.max}]"
         try:
             if self.min is not None and got < self.min:
                 return f"{self.field}: {got!r} is below the minimum {self.min}"
@@ -86,13 +88,17 @@ class InRange:
 class AcceptedValues:
     field: str
     values: frozenset[Any]
+    _tagged: frozenset[tuple[bool, Any]] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_tagged", frozenset((isinstance(v, bool), v) for v in self.values))
 
     def check(self, value: Any) -> str | None:
         got = _lookup(value, self.field)
         if got is _MISSING or got is None:
             return None
-        try:
-            ok = got in self.values
+        try:  # tagged with bool-ness so that True is not accepted for 1 (bool is an int subclass)
+            ok = (isinstance(got, bool), got) in self._tagged
         except TypeError:  # unhashable
             ok = False
         return None if ok else f"{self.field}: {got!r} is not one of {sorted(map(repr, self.values))}"

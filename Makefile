@@ -1,0 +1,34 @@
+# Two commands for a newcomer:  `make demo`  and  `make test`.  Both set everything up.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: install demo test lint kafka-start kafka-stop bench
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+kafka-start: $(STAMP)
+	$(BIN)/streamsvc dev kafka start
+
+kafka-stop:
+	@if [ -x $(BIN)/streamsvc ]; then $(BIN)/streamsvc dev kafka stop; fi
+
+demo: kafka-start
+	$(BIN)/streamsvc --log-level warning demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check streamsvc tests topologies bench
+	$(BIN)/mypy
+
+test: lint kafka-start
+	$(BIN)/python -m pytest -q --durations=10
+
+bench: kafka-start
+	$(BIN)/python bench/passthrough.py
