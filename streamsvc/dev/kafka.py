@@ -179,6 +179,14 @@ def _server_properties(k: LocalKafka) -> str:
     )
 
 
+def _cluster_id() -> str:
+    """A random KRaft cluster id; like Kafka's own, never starting with '-' (it would parse as an option)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def running_pid(k: LocalKafka) -> int | None:
     try:
         pid = int(k.pid_file.read_text().strip())
@@ -226,7 +234,7 @@ def start(k: LocalKafka, fresh: bool = False, wait_s: float = 120.0) -> str:
     log4j.write_text(_LOG4J2.format(log=k.log_file))
     java = [_java(), f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
     if not (k.run_dir / "data" / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         _say(f"formatting KRaft storage in {k.run_dir / 'data'} (cluster {cluster_id})")
         done = subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],

@@ -25,6 +25,7 @@ from confluent_kafka import (
 )
 
 from streamsvc.config import Settings
+from streamsvc.dlq.records import OutputRecord
 from streamsvc.eos.transactions import (
     AtLeastOnceCommitter,
     Committer,
@@ -253,24 +254,32 @@ class Agent:
         result = self.processor.process(good)
         produce = self.producer.produce
         for rec in result.outputs:
-            while True:
-                try:
-                    produce(
-                        rec.topic, rec.value, rec.key, headers=rec.headers, timestamp=max(rec.timestamp_ms, 0)
-                    )
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
-                except KafkaException as exc:
-                    if is_fatal(kafka_error(exc)):
-                        raise FatalRuntimeError(f"produce failed fatally: {exc}") from exc
-                    raise
+            try:
+                produce(rec.topic, rec.value, rec.key, headers=rec.headers, timestamp=rec.timestamp_ms)
+            except BufferError:
+                self._produce_when_queue_frees(rec)
+            except KafkaException as exc:
+                if is_fatal(kafka_error(exc)):
+                    raise FatalRuntimeError(f"produce failed fatally: {exc}") from exc
+                raise
         self.producer.poll(0)
-        for msg in good:
-            self._positions[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+        positions = self._positions
+        for msg in good:  # in offset order per partition, so the last one wins
+            positions[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
         self._pending.add(result.tally)
         m.PROCESSING_DURATION.labels(**self._labels).observe(time.perf_counter() - started)
         m.BATCH_SIZE.labels(**self._labels).observe(len(good))
+
+    def _produce_when_queue_frees(self, rec: OutputRecord) -> None:
+        while True:
+            self.producer.poll(0.05)
+            try:
+                self.producer.produce(
+                    rec.topic, rec.value, rec.key, headers=rec.headers, timestamp=rec.timestamp_ms
+                )
+                return
+            except BufferError:
+                continue
 
     def _commit(self, rewind: bool = True) -> None:
         if not self.committer.in_transaction:

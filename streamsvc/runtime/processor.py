@@ -204,51 +204,64 @@ class Processor:
         return branch
 
     def process(self, messages: Sequence[SourceMessage]) -> BatchResult:
-        """Process one batch; never raises for bad records (they become DLQ outputs)."""
+        """Process one batch; never raises for bad records (they become DLQ outputs).
+
+        This is the hot path: lookups are hoisted out of the loop and a failed record's partial outputs
+        are cut off the shared output list instead of being staged in a per-record list.
+        """
         outputs: list[OutputRecord] = []
+        append = outputs.append
         tally = Tally()
-        sinks = self.sinks
+        consumed, emitted, filtered, produced = tally.consumed, tally.emitted, tally.filtered, tally.produced
+        sinks = [
+            (s.topic, s.key_serde.serialize, s.value_serde.serialize, s.key_ctx, s.value_ctx)
+            for s in self.sinks
+        ]
+        current_topic: str | None = None
         for msg in messages:
             topic = msg.topic() or ""
-            src = self.sources[topic]
-            tally.consumed[topic] += 1
+            if topic != current_topic:  # batches come in runs of one topic: re-bind only on a change
+                current_topic = topic
+                src = self.sources[topic]
+                key_of, value_of = src.source.key_serde.deserialize, src.source.value_serde.deserialize
+                key_ctx, value_ctx, emit = src.key_ctx, src.value_ctx, src.emit
+                expectations = src.source.expectations
+            consumed[topic] += 1
             stage: Stage = "decode"
+            mark = len(outputs)
             try:
-                key = src.source.key_serde.deserialize(_raw(msg.key()), src.key_ctx)
-                value = src.source.value_serde.deserialize(_raw(msg.value()), src.value_ctx)
+                key = key_of(msg.key(), key_ctx)
+                value = value_of(msg.value(), value_ctx)
                 stage = "validate"
-                violation = (
-                    first_violation(src.source.expectations, value) if src.source.expectations else None
-                )
+                violation = first_violation(expectations, value) if expectations else None
                 if violation is not None:
                     self._dead(outputs, tally, msg, src, "validate", violation)
                     continue
                 stage = "process"
                 results: list[tuple[int, Any, Any]] = []
-                src.emit(key, value, results)
-                _, ts = msg.timestamp()
-                produced = [
-                    OutputRecord(
-                        sinks[sid].topic,
-                        sinks[sid].key_serde.serialize(k, sinks[sid].key_ctx),
-                        sinks[sid].value_serde.serialize(v, sinks[sid].value_ctx),
-                        ts,
+                emit(key, value, results)
+                ts = msg.timestamp()[1]
+                if ts < 0:  # no timestamp on the source record: let the broker assign one
+                    ts = 0
+                for sid, k, v in results:
+                    sink_topic, ser_key, ser_value, sink_key_ctx, sink_value_ctx = sinks[sid]
+                    append(
+                        OutputRecord(sink_topic, ser_key(k, sink_key_ctx), ser_value(v, sink_value_ctx), ts)
                     )
-                    for sid, k, v in results
-                ]
             except DecodeError as exc:
+                del outputs[mark:]
                 self._dead(outputs, tally, msg, src, "decode" if stage == "decode" else "process", exc)
                 continue
             except Exception as exc:  # an operator or a serializer raised: the record goes to the DLQ
+                del outputs[mark:]
                 self._dead(outputs, tally, msg, src, stage, exc)
                 continue
-            if produced:
-                outputs += produced
-                tally.emitted[topic] += 1
-                for rec in produced:
-                    tally.produced[rec.topic] += 1
+            if results:
+                emitted[topic] += 1
+                for sid, _, _ in results:
+                    produced[sinks[sid][0]] += 1
             else:
-                tally.filtered[topic] += 1
+                filtered[topic] += 1
         return BatchResult(outputs, tally)
 
     def _dead(
@@ -264,7 +277,3 @@ class Processor:
         outputs.append(rec)
         tally.dead_lettered[(src.topic, stage)] += 1
         tally.produced[rec.topic] += 1
-
-
-def _raw(data: str | bytes | None) -> bytes | None:
-    return data.encode() if isinstance(data, str) else data

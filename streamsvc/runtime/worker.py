@@ -83,6 +83,7 @@ class Worker:
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT or until every agent finished; return the process exit code."""
+
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             self.log.info("signal_received_draining", signal=signal.Signals(signum).name)
             self.stop_event.set()
