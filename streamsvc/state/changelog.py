@@ -1,0 +1,89 @@
+"""Changelog topics: the durable copy of every state store partition.
+
+A stateful operator reports the entries it changed in a batch; the agent writes them to the store's
+compacted changelog topic, partition = source partition, in the same transaction as the outputs and
+the consumed offsets. Each record carries the source offset it reflects (header
+`streamsvc.source.offset`): restore applies only entries below the committed source offset, so an
+update whose input was not committed is never applied, whatever the commit protocol.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+SOURCE_OFFSET_HEADER = "streamsvc.source.offset"
+
+
+class Changelogged(Protocol):
+    """A stateful operator whose per-partition state is kept in a changelog topic."""
+
+    name: str
+
+    def changes(self, partition: int) -> Mapping[bytes, bytes | None]: ...
+    def restore(self, partition: int, entries: Iterable[tuple[bytes, bytes | None]]) -> None: ...
+    def drop(self, partition: int) -> None: ...
+
+
+def changelog_topic(app_id: str, agent: str, store: str) -> str:
+    return f"{app_id}.{agent}.{store}.changelog"
+
+
+CHANGELOG_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+
+
+def write_changes(
+    producer: Producer, topic: str, partition: int, changes: Mapping[bytes, bytes | None], source_offset: int
+) -> int:
+    """Produce `changes` (None = delete) to `topic`/`partition`; returns how many records were written."""
+    headers = [(SOURCE_OFFSET_HEADER, str(source_offset).encode())]
+    for key, value in changes.items():
+        while True:
+            try:
+                producer.produce(topic, value, key, partition=partition, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    return len(changes)
+
+
+def read_changelog(
+    bootstrap: str, topic: str, partition: int, below_source_offset: int | None, timeout: float = 300.0
+) -> list[tuple[bytes, bytes | None]]:
+    """The committed entries of one changelog partition, in order, that reflect source offsets below
+    `below_source_offset` (all of them when None)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"streamsvc-restore-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    entries: list[tuple[bytes, bytes | None]] = []
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        if high <= low:
+            return entries
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + timeout
+        while True:
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                tag = dict(msg.headers() or []).get(SOURCE_OFFSET_HEADER)
+                if below_source_offset is not None and tag is not None and int(tag) >= below_source_offset:
+                    continue
+                entries.append((msg.key() or b"", msg.value()))
+            position = consumer.position([TopicPartition(topic, partition)])[0].offset
+            # With read_committed the position passes transaction markers, so it can reach `high`.
+            if position >= high:
+                return entries
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"restoring {topic}:{partition} stalled at {position} of {high}")
+    finally:
+        consumer.close()
