@@ -179,6 +179,11 @@ def _server_properties(k: LocalKafka) -> str:
     )
 
 
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _cluster_id() -> str:
     """A random KRaft cluster id; like Kafka's own, never starting with '-' (it would parse as an option)."""
     while True:
@@ -224,6 +229,12 @@ def start(k: LocalKafka, fresh: bool = False, wait_s: float = 120.0) -> str:
     if running_pid(k) and broker_answers(k.bootstrap):
         _say(f"already running (pid {running_pid(k)}) at {k.bootstrap}")
         return k.bootstrap
+    for port in (k.port, k.port + 1):
+        if _port_taken(port):
+            raise ConfigError(
+                f"127.0.0.1:{port} is in use by another process; stop it, or set STREAMSVC_KAFKA_PORT to "
+                "move the local broker (it uses that port and the next), or STREAMSVC_BOOTSTRAP_SERVERS to use it"
+            )
     if fresh and k.run_dir.exists():
         shutil.rmtree(k.run_dir)
     k.run_dir.mkdir(parents=True, exist_ok=True)
