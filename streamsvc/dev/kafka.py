@@ -232,8 +232,9 @@ def start(k: LocalKafka, fresh: bool = False, wait_s: float = 120.0) -> str:
     for port in (k.port, k.port + 1):
         if _port_taken(port):
             raise ConfigError(
-                f"127.0.0.1:{port} is in use by another process; stop it, or set STREAMSVC_KAFKA_PORT to "
-                "move the local broker (it uses that port and the next), or STREAMSVC_BOOTSTRAP_SERVERS to use it"
+                f"127.0.0.1:{port} is in use by another process; stop it, or set STREAMSVC_KAFKA_PORT "
+                "to move the local broker (it uses that port and the next one), "
+                "or set STREAMSVC_BOOTSTRAP_SERVERS to use that broker"
             )
     if fresh and k.run_dir.exists():
         shutil.rmtree(k.run_dir)
