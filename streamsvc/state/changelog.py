@@ -40,7 +40,7 @@ def write_changes(
     producer: Producer, topic: str, partition: int, changes: Mapping[bytes, bytes | None], source_offset: int
 ) -> int:
     """Produce `changes` (None = delete) to `topic`/`partition`; returns how many records were written."""
-    headers = [(SOURCE_OFFSET_HEADER, str(source_offset).encode())]
+    headers: list[tuple[str, str | bytes | None]] = [(SOURCE_OFFSET_HEADER, str(source_offset).encode())]
     for key, value in changes.items():
         while True:
             try:
