@@ -126,12 +126,13 @@ def test_sigterm_commits_open_transaction_and_exits_zero(bootstrap: str, names, 
     source = names.topic("input", PARTITIONS)
     output = names.topic("output", PARTITIONS)
     app = names("app")
-    produce(bootstrap, source, _records(0, 60_000))
-    # A long commit interval makes it near certain that a transaction is open when SIGTERM arrives.
+    produce(bootstrap, source, _records(0, 20_000))
+    # A long commit interval and input still flowing make a transaction open when SIGTERM arrives.
     env = {**_env(bootstrap, names, app, "term-0"), "STREAMSVC_COMMIT_INTERVAL_MS": "5000"}
     worker = WorkerProcess(TOPOLOGY, env, log=tmp_path / "worker.log")
     try:
         wait_for(lambda: _progress(bootstrap, app, source) > 0, 90, "worker progress")
+        produce(bootstrap, source, _records(20_000, 60_000))
         worker.terminate()
         assert worker.wait(30) == 0, f"SIGTERM must drain and exit 0; see {tmp_path}"
     finally:
