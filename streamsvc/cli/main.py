@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamsvc.cli import demo, dev
+from streamsvc.cli import demo, dev, iceberg
 from streamsvc.config import load_settings
 from streamsvc.errors import StreamsvcError
 from streamsvc.observability.logging import configure_logging
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     dev.add_parser(sub)
     demo.add_parser(sub)
+    iceberg.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,135 @@
+"""`streamsvc iceberg ...`: run Kafka -> Iceberg sinks and maintain their tables.
+
+Exit codes of `sink`: 0 after a clean drain (SIGTERM/SIGINT, or `--until-caught-up`), 2 after a fatal
+error (fenced Kafka client, commit impossible), 1 after any other error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+from types import FrameType
+
+from streamsvc.config import load_settings
+from streamsvc.errors import FatalRuntimeError, StreamsvcError
+from streamsvc.observability.logging import configure_logging, get_logger
+
+EXIT_OK, EXIT_ERROR, EXIT_FATAL = 0, 1, 2
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ice = sub.add_parser("iceberg", help="Kafka -> Iceberg sinks and table maintenance")
+    _add_commands(ice)
+
+
+def _add_commands(parser: argparse.ArgumentParser) -> None:
+    cmds = parser.add_subparsers(dest="iceberg_command", required=True)
+    sink = cmds.add_parser("sink", help="run Iceberg sink agents until SIGTERM")
+    sink.add_argument("spec", nargs="+", help="file.py[:attr] or package.module:attr (default attr: sink)")
+    sink.add_argument("--config", help="TOML config file (also STREAMSVC_CONFIG)")
+    sink.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="exit 0 once every assigned partition is committed up to its end offset at assignment",
+    )
+    sink.set_defaults(func=run_sink)
+    mt = cmds.add_parser("maintain", help="expire snapshots, merge manifests, sweep orphan files")
+    mt.add_argument("--table", action="append", required=True, help="namespace.name (repeatable)")
+    mt.add_argument("--config", help="TOML config file (also STREAMSVC_CONFIG)")
+    mt.add_argument("--older-than", type=float, default=24.0, help="expire snapshots older than H hours")
+    mt.add_argument("--retain-last", type=int, default=10, help="always keep the newest N snapshots")
+    mt.add_argument(
+        "--orphans-older-than", type=float, default=72.0, help="delete orphans older than H hours"
+    )
+    mt.add_argument("--no-merge", action="store_true", help="do not merge manifests")
+    mt.add_argument("--dry-run", action="store_true", help="report only")
+    mt.set_defaults(func=run_maintain)
+
+
+def run_sink(args: argparse.Namespace) -> int:
+    """Run one agent thread per spec; SIGTERM finishes the open commit and exits 0."""
+    from streamsvc.sinks.iceberg.agent import IcebergSinkAgent
+    from streamsvc.sinks.iceberg.catalog import load_catalog_config, make_catalog
+    from streamsvc.sinks.iceberg.spec import load_specs
+
+    settings = load_settings(args.config)
+    catalog_config = load_catalog_config(args.config)
+    specs = [s for ref in args.spec for s in load_specs(ref)]
+    log = get_logger(app=settings.app_id)
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal_received_draining", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def run_one(agent: IcebergSinkAgent) -> None:
+        try:
+            agent.run(stop)
+        except FatalRuntimeError:
+            log.error("iceberg_sink_fatal", agent=agent.spec.name, exc_info=True)
+            codes.append(EXIT_FATAL)
+            stop.set()
+        except Exception:
+            log.error("iceberg_sink_crashed", agent=agent.spec.name, exc_info=True)
+            codes.append(EXIT_ERROR)
+            stop.set()
+
+    agents = [
+        IcebergSinkAgent(spec, settings, make_catalog(catalog_config), until_caught_up=args.until_caught_up)
+        for spec in specs
+    ]
+    threads = [threading.Thread(target=run_one, args=(a,), name=f"iceberg-{a.spec.name}") for a in agents]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(0.2)
+    return max(codes, default=EXIT_OK)
+
+
+def run_maintain(args: argparse.Namespace) -> int:
+    """Maintain each `--table`; prints one JSON report line per table."""
+    import orjson
+
+    from streamsvc.sinks.iceberg.catalog import load_catalog_config, make_catalog
+    from streamsvc.sinks.iceberg.maintenance import maintain
+
+    catalog = make_catalog(load_catalog_config(args.config))
+    for ident in args.table:
+        report = maintain(
+            catalog.load_table(ident),
+            older_than=timedelta(hours=args.older_than),
+            retain_last=args.retain_last,
+            merge=not args.no_merge,
+            orphans_older_than=timedelta(hours=args.orphans_older_than),
+            dry_run=args.dry_run,
+        )
+        print(orjson.dumps({"table": ident, **report.as_dict()}).decode())
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="streamsvc iceberg", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=["json", "console"], default="json")
+    _add_commands(parser)
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, json=args.log_format == "json")
+    try:
+        code: int = args.func(args)
+    except StreamsvcError as exc:
+        print(f"streamsvc iceberg: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sinks that leave Kafka: Iceberg tables with exactly-once snapshot commits."""
