@@ -48,6 +48,10 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     mt.add_argument("--no-merge", action="store_true", help="do not merge manifests")
     mt.add_argument("--dry-run", action="store_true", help="report only")
     mt.set_defaults(func=run_maintain)
+    mg = cmds.add_parser("merge", help="merge CDC bronze tables into their silver tables once")
+    mg.add_argument("spec", nargs="+", help="file.py[:attr] or package.module:attr (default attr: sink)")
+    mg.add_argument("--config", help="TOML config file (also STREAMSVC_CONFIG)")
+    mg.set_defaults(func=run_merge)
 
 
 def run_sink(args: argparse.Namespace) -> int:
@@ -113,6 +117,37 @@ def run_maintain(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
         )
         print(orjson.dumps({"table": ident, **report.as_dict()}).decode())
+    return EXIT_OK
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """One silver merge per spec that has a `silver_table`; prints one JSON report line each."""
+    import orjson
+
+    from streamsvc.sinks.iceberg.catalog import load_catalog_config, make_catalog
+    from streamsvc.sinks.iceberg.faults import faults_from_env
+    from streamsvc.sinks.iceberg.merge import SilverMerger
+    from streamsvc.sinks.iceberg.spec import load_specs
+
+    settings = load_settings(args.config)
+    catalog = make_catalog(load_catalog_config(args.config))
+    faults = faults_from_env()
+    log = get_logger(app=settings.app_id)
+    for spec in (s for ref in args.spec for s in load_specs(ref)):
+        if spec.silver_table is None:
+            continue
+        merger = SilverMerger(
+            catalog,
+            spec.table,
+            spec.silver_table,
+            list(spec.key_columns),
+            f"{settings.effective_group_id}.{spec.name}",
+            settings.topic(spec.source),
+            faults=faults,
+            log=log,
+        )
+        report = merger.merge()
+        print(orjson.dumps({"silver": spec.silver_table, **report.as_dict()}).decode())
     return EXIT_OK
 
 

@@ -50,15 +50,17 @@ class AvroSerde:
     """Avro with the Confluent wire format.
 
     `schema` (Avro JSON text or dict) is the reader schema for decoding and the writer schema for
-    encoding. The registry is `registry`, else a client for `registry_url`, else one bound later by the
-    runtime (`bind_registry`), else one for `$STREAMSVC_REGISTRY_URL`; it is only needed on first use.
+    encoding. `schema=None` decodes every record with its own writer schema (so a consumer such as an
+    Iceberg sink follows the producer's schema evolution) and cannot encode. The registry is
+    `registry`, else a client for `registry_url`, else one bound later by the runtime
+    (`bind_registry`), else one for `$STREAMSVC_REGISTRY_URL`; it is only needed on first use.
     `validate=False` skips fastavro's datum validation on encode (faster, but e.g. an out-of-range
     `int` is then written silently instead of raising `EncodeError`).
     """
 
     def __init__(
         self,
-        schema: str | dict[str, Any],
+        schema: str | dict[str, Any] | None,
         registry: SchemaRegistryClient | None = None,
         registry_url: str | None = None,
         subject_strategy: SubjectNameStrategy = topic_name_strategy,
@@ -66,7 +68,10 @@ class AvroSerde:
         *,
         validate: bool = True,
     ) -> None:
-        self._schema_str, self._schema = _parse_reader_schema(schema)
+        self._schema_str: str = ""
+        self._schema: ParsedSchema | None = None
+        if schema is not None:
+            self._schema_str, self._schema = _parse_reader_schema(schema)
         self._record_name: str | None = self._schema.get("name") if isinstance(self._schema, dict) else None
         self._registry = registry
         self._registry_url = registry_url
@@ -80,8 +85,8 @@ class AvroSerde:
         self._ids_by_subject: dict[str, int] = {}
 
     @property
-    def schema(self) -> ParsedSchema:
-        """The parsed reader/writer schema."""
+    def schema(self) -> ParsedSchema | None:
+        """The parsed reader/writer schema (None: each record's writer schema)."""
         return self._schema
 
     @property
@@ -171,7 +176,7 @@ class AvroSerde:
             raise SchemaResolutionError(
                 f"writer schema id {schema_id} is not a valid Avro schema: {exc}"
             ) from exc
-        entry = (writer, None if writer == self._schema else self._schema)
+        entry = (writer, None if self._schema is None or writer == self._schema else self._schema)
         self._read_schemas[schema_id] = entry
         return entry
 
@@ -181,6 +186,8 @@ class AvroSerde:
         """Encode `obj` with this serde's schema, registering the schema on first use per subject."""
         if obj is None:
             return None
+        if self._schema is None:
+            raise EncodeError(f"AvroSerde(schema=None) only decodes; give it a schema to write {ctx.topic}")
         if self._validate:
             try:
                 validate_datum(obj, self._schema, raise_errors=True)

@@ -415,3 +415,23 @@ def test_registry_client_factory() -> None:
     assert second.get_subjects() == []  # every mock client has its own state
     with pytest.raises(ConfigError):
         registry_client("")
+
+
+def test_schema_none_reads_each_record_with_its_writer_schema() -> None:
+    registry = registry_client("mock://writer-schema")
+    ctx = SerdeContext("orders")
+    v1 = {"type": "record", "name": "O", "fields": [{"name": "a", "type": "int"}]}
+    v2 = {
+        "type": "record",
+        "name": "O",
+        "fields": [{"name": "a", "type": "int"}, {"name": "b", "type": "string"}],
+    }
+    reader = AvroSerde(None, registry=registry)
+    first = AvroSerde(v1, registry=registry).serialize({"a": 1}, ctx)
+    second = AvroSerde(v2, registry=registry, subject_strategy=lambda t, k, r: "other").serialize(
+        {"a": 2, "b": "x"}, ctx
+    )
+    assert reader.deserialize(first, ctx) == {"a": 1}
+    assert reader.deserialize(second, ctx) == {"a": 2, "b": "x"}
+    with pytest.raises(EncodeError, match="only decodes"):
+        reader.serialize({"a": 1}, ctx)

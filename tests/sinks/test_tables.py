@@ -77,3 +77,29 @@ def test_maintenance_expires_snapshots_and_keeps_offsets(bootstrap: str, names, 
     produce(bootstrap, topic, events(1000, 1100))
     SinkThread(spec, settings, config, until_caught_up=True).join(60)
     assert sorted(offset_counts(read_rows(catalog, "sink.events")).values()) == [1] * 1100
+
+
+def test_in_agent_maintenance_bounds_snapshots(bootstrap: str, names, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    topic = names.topic("events", 1)
+    names.track(f"{topic}.dlq")
+    config, catalog = sqlite_catalog(tmp_path)
+    app = names("app")
+    settings = Settings(
+        bootstrap_servers=bootstrap, app_id=app, instance_id="m", topics={"events": topic}, batch_size=25
+    )
+    spec = IcebergSinkSpec(
+        name="events",
+        source="events",
+        table="sink.events",
+        max_rows=25,
+        maintain_every_commits=10,
+        maintain_retain_last=5,
+    )
+    produce(bootstrap, topic, events(0, 1000))
+    sink = SinkThread(spec, settings, config, until_caught_up=True)
+    sink.join(60)
+    assert sink.agent.commits >= 40 and len(sink.agent.maintain_seconds) >= 4
+    table = catalog.load_table("sink.events")
+    assert len(table.snapshots()) <= 5 + 2 * 10  # retained + at most one interval of new snapshots
+    assert read_offsets(table, f"{app}.events", topic).offsets == {0: 1000}
+    assert sorted(offset_counts(read_rows(catalog, "sink.events")).values()) == [1] * 1000

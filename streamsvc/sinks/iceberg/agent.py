@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -38,6 +40,8 @@ from streamsvc.serde.base import SerdeContext
 from streamsvc.serde.debezium import ChangeRecord
 from streamsvc.sinks.iceberg import metrics as im
 from streamsvc.sinks.iceberg.faults import FaultHook, faults_from_env
+from streamsvc.sinks.iceberg.maintenance import maintain
+from streamsvc.sinks.iceberg.merge import MergeReport, SilverMerger
 from streamsvc.sinks.iceberg.rows import BatchBuilder, Meta, cdc_row, concat, meta_schema
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
 from streamsvc.sinks.iceberg.writer import TableWriter
@@ -66,6 +70,7 @@ class IcebergSinkAgent:
         self.kafka_commit = kafka_commit
         self.on_commit = on_commit
         self.log = get_logger(app=settings.app_id, agent=spec.name, table=spec.table, topic=self.topic)
+        faults = faults if faults is not None else faults_from_env()
         self.writer = TableWriter(
             catalog,
             spec.table,
@@ -74,9 +79,26 @@ class IcebergSinkAgent:
             writer_id=f"{settings.app_id}.{spec.name}.{self.instance}",
             partition_by=spec.partition_fields,
             properties=dict(spec.table_properties),
-            faults=faults if faults is not None else faults_from_env(),
+            faults=faults,
             log=self.log,
         )
+        self.merger = (
+            SilverMerger(
+                catalog,
+                spec.table,
+                spec.silver_table,
+                list(spec.key_columns),
+                self.group,
+                self.topic,
+                faults=faults,
+                log=self.log,
+            )
+            if spec.silver_table
+            else None
+        )
+        self._last_merge = time.monotonic()
+        self.commit_seconds: deque[float] = deque(maxlen=100_000)  # duration of each committed commit
+        self.maintain_seconds: deque[float] = deque(maxlen=10_000)
         self.builder = BatchBuilder(fixed=spec.schema, cdc=spec.cdc)
         self._labels = {"app": settings.app_id, "agent": spec.name}
         self._ilabels = {**self._labels, "table": spec.table}
@@ -160,8 +182,12 @@ class IcebergSinkAgent:
                     self._handle(msgs)
                 if self._due():
                     self.commit()
+                if self.merger is not None and self._merge_due():
+                    self.merge()
                 if self.until_caught_up and self._caught_up():
                     self.commit()
+                    if self.merger is not None:
+                        self.merge()
                     self.log.info("caught_up", offsets=self._expected, rows=self.committed_rows)
                     break
             self.commit()
@@ -290,6 +316,7 @@ class IcebergSinkAgent:
             im.COMMITS.labels(**self._ilabels, outcome="fenced").inc()
             self._reset_to(outcome.offsets)
             return False
+        self.commit_seconds.append(time.perf_counter() - started)
         im.COMMITS.labels(**self._ilabels, outcome="committed").inc()
         im.ROWS_WRITTEN.labels(**self._ilabels).inc(data.num_rows)
         self._observe_table()
@@ -308,9 +335,50 @@ class IcebergSinkAgent:
                 self.consumer.commit(offsets=tps, asynchronous=True)
             except KafkaException as exc:  # informational only
                 self.log.warning("kafka_offset_commit_failed", error=str(exc))
+        if self.spec.maintain_every_commits and self.commits % self.spec.maintain_every_commits == 0:
+            self.maintain()
         if self.on_commit is not None:
             self.on_commit(data.num_rows)
         return True
+
+    # ---- periodic work ------------------------------------------------------------------------
+
+    def _merge_due(self) -> bool:
+        return time.monotonic() - self._last_merge >= self.spec.merge_interval_s
+
+    def merge(self) -> MergeReport | None:
+        """Merge bronze into silver now; a failure is logged and retried at the next interval."""
+        self._last_merge = time.monotonic()
+        if self.merger is None:
+            return None
+        try:
+            return self.merger.merge()
+        except FatalRuntimeError:
+            raise
+        except Exception as exc:
+            self.log.warning("silver_merge_failed", silver=self.spec.silver_table, error=repr(exc))
+            return None
+
+    def maintain(self) -> None:
+        """Expire old snapshots and merge manifests (the commit-latency guard); failures only log."""
+        table = self.writer.table
+        if table is None:
+            return
+        started = time.perf_counter()
+        try:
+            report = maintain(
+                table,
+                older_than=timedelta(seconds=self.spec.maintain_older_than_s),
+                retain_last=self.spec.maintain_retain_last,
+                orphans_older_than=None,
+            )
+        except Exception as exc:
+            self.log.warning("iceberg_maintenance_failed", error=repr(exc))
+            return
+        self.maintain_seconds.append(time.perf_counter() - started)
+        self.log.debug(
+            "iceberg_maintained", expired=len(report.snapshots_expired), manifests=report.manifests_after
+        )
 
     def _observe_table(self) -> None:
         table = self.writer.table

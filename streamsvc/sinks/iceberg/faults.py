@@ -1,7 +1,9 @@
 """Fault injection for crash tests: SIGKILL or pause the process at a named point of the commit protocol.
 
 Points: `before_write` (DLQ flushed, nothing written), `after_write` (data files and manifests written,
-catalog not yet committed), `after_commit` (catalog committed, in-memory state not yet updated).
+catalog not yet committed), `after_commit` (catalog committed, in-memory state not yet updated); for the
+silver merge, `merge_after_delete` (copy-on-write delete staged), `merge_before_commit` (rewritten and new
+data files written, silver not committed), `merge_after_commit`.
 Environment (read once per process):
 
 - `STREAMSVC_FAULT_KILL_AT=<point>` and `STREAMSVC_FAULT_KILL_AFTER=<n>`: SIGKILL self on the n-th hit
@@ -17,7 +19,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-POINTS = ("before_write", "after_write", "after_commit")
+POINTS = (
+    "before_write",
+    "after_write",
+    "after_commit",
+    "merge_after_delete",
+    "merge_before_commit",
+    "merge_after_commit",
+)
 
 FaultHook = Callable[[str], None]
 

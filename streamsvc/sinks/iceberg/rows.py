@@ -120,7 +120,12 @@ class BatchBuilder:
     def _data(self, rows: list[dict[str, Any]]) -> pa.Table:
         if self.fixed is not None:
             return pa.Table.from_pylist(rows, schema=self.fixed)
-        table = pa.Table.from_pylist(rows)
+        # Not `from_pylist(rows)`: it takes the columns from the first row only, so a batch opening with a
+        # tombstone (no data) or an older-schema record would silently drop every other column.
+        names = dict.fromkeys(k for row in rows for k in row)
+        if not names:
+            return pa.Table.from_pylist(rows)  # no data columns (e.g. only tombstones), len(rows) rows
+        table = pa.Table.from_pydict({n: [row.get(n) for row in rows] for n in names})
         for i, f in enumerate(table.schema):
             want = self.known.get(f.name)
             if want is not None and want != f.type:

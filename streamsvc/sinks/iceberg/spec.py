@@ -68,12 +68,15 @@ class PartitionField:
 class IcebergSinkSpec:
     """One Kafka topic landing in one Iceberg table, exactly once.
 
-    `source` is a logical topic name (mapped through `Settings.topics`). `table` is `namespace.name`.
-    `schema` fixes the data columns (Arrow); without it they are inferred from the records and the table
-    evolves (`union_by_name`) when new fields appear, older rows reading as null. `partition_by` lists
-    transforms such as `"day(_kafka_timestamp)"`. A commit happens every `commit_interval_s` or as soon as
-    `max_rows`/`max_bytes` are buffered. `cdc=True` decodes Debezium envelopes into an append-only
-    changelog (bronze) table; `silver_table` + `key_columns` add the merged current-state table.
+        `source` is a logical topic name (mapped through `Settings.topics`). `table` is `namespace.name`.
+        `schema` fixes the data columns (Arrow); without it they are inferred from the records and the table
+        evolves (`union_by_name`) when new fields appear, older rows reading as null. `partition_by` lists
+        transforms such as `"day(_kafka_timestamp)"`. A commit happens every `commit_interval_s` or as soon as
+        `max_rows`/`max_bytes` are buffered. `cdc=True` decodes Debezium envelopes into an append-only
+        changelog (bronze) table; `silver_table` + `key_columns` add the current-state table, merged every
+    `merge_interval_s` (copy-on-write, see `merge.py`). `maintain_every_commits=N` runs table maintenance in
+    the agent after every N-th commit: expire snapshots older than `maintain_older_than_s` beyond the newest
+    `maintain_retain_last`, and merge manifests (no orphan sweep: run `maintain` for that).
     """
 
     name: str
@@ -89,6 +92,9 @@ class IcebergSinkSpec:
     silver_table: str | None = None
     key_columns: Sequence[str] = ()
     merge_interval_s: float = 300.0
+    maintain_every_commits: int = 0
+    maintain_retain_last: int = 20
+    maintain_older_than_s: float = 0.0
     table_properties: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -96,6 +102,11 @@ class IcebergSinkSpec:
             raise ConfigError(f"sink {self.name}: table {self.table!r} must be 'namespace.name'")
         if self.commit_interval_s <= 0 or self.max_rows <= 0 or self.max_bytes <= 0:
             raise ConfigError(f"sink {self.name}: commit_interval_s, max_rows and max_bytes must be positive")
+        if self.maintain_every_commits < 0 or self.maintain_retain_last < 1 or self.merge_interval_s <= 0:
+            raise ConfigError(
+                f"sink {self.name}: maintain_every_commits >= 0, maintain_retain_last >= 1 and "
+                "merge_interval_s > 0 are required"
+            )
         if self.silver_table is not None and not (self.cdc and self.key_columns):
             raise ConfigError(f"sink {self.name}: silver_table needs cdc=True and key_columns")
         for text in self.partition_by:
