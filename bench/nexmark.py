@@ -7,6 +7,7 @@ so that some keys are much busier than others, as in Nexmark's generator. Same s
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -34,10 +35,16 @@ def bids(
     auctions: int = 1_000,
     hot_share: float = 0.5,
     max_delay_ms: int = 500,
-    start_ms: int = 1_700_000_000_000,
+    start_ms: int | None = None,
 ) -> Iterator[Bid]:
-    """`n` bids; event time advances by 1/events_per_second, each bid delayed by up to `max_delay_ms`."""
+    """`n` bids; event time advances by 1/events_per_second, each bid delayed by up to `max_delay_ms`.
+
+    `start_ms` defaults to an hour ago, rounded to the minute: results are stamped with event time, and
+    the broker's time-based retention deletes records stamped long ago.
+    """
     rng = random.Random(seed)
+    if start_ms is None:
+        start_ms = (int(time.time() * 1000) - 3_600_000) // 60_000 * 60_000
     hot = max(1, auctions // 100)
     step = 1000.0 / events_per_second
     for i in range(n):

@@ -47,5 +47,9 @@ class ExpectationFailed(StreamsvcError):
     """A decoded record violates a declared expectation (DLQ stage `validate`)."""
 
 
+class LateRecordError(StreamsvcError):
+    """A record arrived after every window it belongs to had closed (DLQ stage `late`)."""
+
+
 class FatalRuntimeError(StreamsvcError):
     """The agent cannot continue safely (fenced producer, invalid epoch): the process must exit non-zero."""

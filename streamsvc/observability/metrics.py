@@ -64,4 +64,9 @@ CONSUMER_LAG = Gauge(
     "Consumer lag per partition, from librdkafka statistics.",
     [*LABELS, "topic", "partition"],
 )
+STATE_RESTORED = Counter(
+    "streamsvc_state_restored_records_total",
+    "Changelog entries replayed into state stores.",
+    [*LABELS, "store"],
+)
 LAST_POLL = Gauge("streamsvc_last_poll_timestamp_seconds", "Unix time of the last poll-loop turn.", LABELS)

@@ -34,11 +34,13 @@ from streamsvc.eos.transactions import (
     kafka_error,
 )
 from streamsvc.errors import FatalRuntimeError
+from streamsvc.joins.copartition import check_copartitioned
 from streamsvc.observability import metrics as m
 from streamsvc.observability.http import HealthState
 from streamsvc.observability.logging import get_logger
 from streamsvc.runtime.processor import Processor, Tally
 from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
+from streamsvc.state.changelog import CHANGELOG_CONFIG, read_changelog, write_changes
 from streamsvc.topology.model import Topology
 
 TP = tuple[str, int]
@@ -69,6 +71,10 @@ class Agent:
         self._labels = {"app": settings.app_id, "agent": self.name}
         self._pending = Tally()
         self._positions: dict[TP, int] = {}  # next offsets processed in the open transaction
+        # The next offset each assigned partition may deliver. A rebalance inside consume() can hand
+        # back messages fetched before it *and* the same offsets fetched again after it: without this
+        # guard both copies would be processed.
+        self._next_offset: dict[TP, int] = {}
         self._committed: dict[TP, int] = {}  # next offsets as of the last successful commit
         self._end_at_assign: dict[TP, int] = {}
         self._assigned: set[TP] = set()
@@ -133,10 +139,17 @@ class Agent:
         return conf
 
     def _ensure_output_topics(self) -> None:
-        """Create missing sink and DLQ topics with the sources' partition count."""
+        """Check co-partitioning of joined topics; create missing sink, DLQ and changelog topics with
+        the sources' partition count."""
         admin = admin_client(self.settings.bootstrap_servers)
-        partitions = max(partition_counts(admin, self.processor.source_topics).values(), default=1)
+        counts = partition_counts(admin, self.processor.source_topics)
+        for stream_topic, table_topic in self.processor.copartitioned:
+            if stream_topic in counts and table_topic in counts:
+                check_copartitioned({t: counts[t] for t in (stream_topic, table_topic)})
+        partitions = max(counts.values(), default=1)
         created = ensure_topics(admin, dict.fromkeys(self.processor.output_topics, partitions))
+        changelogs = {store.changelog_topic: partitions for store in self.processor.stores}
+        created += ensure_topics(admin, changelogs, CHANGELOG_CONFIG)
         if created:
             self.log.info("topics_created", topics=created, partitions=partitions)
 
@@ -241,8 +254,14 @@ class Agent:
                 if err.code() != KafkaError._PARTITION_EOF:
                     self.log.warning("consume_error", error=str(err))
                 continue
-            if (msg.topic(), msg.partition()) in self._assigned:  # drop stale fetches after a revoke
-                good.append(msg)
+            tp = (msg.topic() or "", msg.partition() or 0)
+            if tp not in self._assigned:  # a stale fetch of a partition revoked meanwhile
+                continue
+            offset = msg.offset() or 0
+            if offset < self._next_offset.get(tp, offset):  # already processed (see _next_offset)
+                continue
+            self._next_offset[tp] = offset + 1
+            good.append(msg)
         if not good:
             return
         if self.first_record_at is None:
@@ -281,9 +300,22 @@ class Agent:
             except BufferError:
                 continue
 
+    def _flush_state(self) -> None:
+        """Write the window state changed since the last commit to the changelogs, inside the open
+        transaction. Doing it once per commit, not per batch, writes each changed entry once."""
+        for window in self.processor.stores:
+            for partition in sorted(window.engine.partitions):
+                changes = window.engine.changes(partition)
+                if not changes:
+                    continue
+                key = (window.source_topic, partition)
+                source_offset = self._positions.get(key, self._committed.get(key, 0))
+                write_changes(self.producer, window.changelog_topic, partition, changes, source_offset)
+
     def _commit(self, rewind: bool = True) -> None:
         if not self.committer.in_transaction:
             return
+        self._flush_state()
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
         started = time.perf_counter()
         if self.committer.commit(offsets):
@@ -310,16 +342,42 @@ class Agent:
             m.RECORDS_FILTERED.labels(**labels, topic=topic).inc(n)
         for (topic, stage), n in tally.dead_lettered.items():
             m.RECORDS_DEAD_LETTERED.labels(**labels, topic=topic, stage=stage).inc(n)
+        for topic, n in tally.late.items():
+            m.RECORDS_LATE.labels(**labels, topic=topic).inc(n)
         for topic, n in tally.produced.items():
             m.RECORDS_PRODUCED.labels(**labels, topic=topic).inc(n)
         self.totals.add(tally)
         if self.on_commit is not None:
             self.on_commit(tally)
 
+    def _restore_state(self, partitions: set[TP]) -> None:
+        """Rebuild window state of `partitions` from their changelogs, up to the committed offsets."""
+        for window in self.processor.stores:
+            for topic, partition in sorted(partitions):
+                if topic != window.source_topic:
+                    continue
+                up_to = self._committed.get((topic, partition), 0)
+                entries = read_changelog(
+                    self.settings.bootstrap_servers, window.changelog_topic, partition, up_to
+                )
+                window.engine.restore(partition, entries)
+                m.STATE_RESTORED.labels(**self._labels, store=window.name).inc(len(entries))
+                self.log.info(
+                    "state_restored",
+                    store=window.name,
+                    partition=partition,
+                    entries=len(entries),
+                    up_to=up_to,
+                )
+
     def _rewind(self) -> None:
-        """Seek every assigned partition back to its last committed position."""
+        """Seek every assigned partition back to its last committed position, state included."""
+        self._restore_state(self._assigned)
         for topic, partition in sorted(self._assigned):
             offset = self._committed.get((topic, partition), OFFSET_BEGINNING)
+            self._next_offset.pop((topic, partition), None)
+            if offset >= 0:
+                self._next_offset[(topic, partition)] = offset
             try:
                 self.consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as exc:
@@ -353,14 +411,17 @@ class Agent:
             self._assigned |= tps
             for tp in consumer.committed(partitions, timeout=30):
                 key = (tp.topic, tp.partition)
+                self._next_offset.pop(key, None)
                 if tp.offset >= 0:
                     self._committed[key] = tp.offset
+                    self._next_offset[key] = tp.offset
                 else:
                     self._committed.pop(key, None)
             if self.until_caught_up:
                 for topic, partition in tps:
                     _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
                     self._end_at_assign[(topic, partition)] = high
+            self._restore_state(tps)  # before any record of these partitions is processed
             m.ASSIGNED_PARTITIONS.labels(**self._labels).set(len(self._assigned))
             self.health.set_ready(self.name, True)
             self.log.info("partitions_assigned", partitions=sorted(f"{t}:{p}" for t, p in tps))
@@ -395,5 +456,9 @@ class Agent:
             self._assigned.discard(key)
             self._committed.pop(key, None)
             self._positions.pop(key, None)
+            self._next_offset.pop(key, None)
             self._end_at_assign.pop(key, None)
+            for window in self.processor.stores:
+                if window.source_topic == tp.topic:
+                    window.engine.drop(tp.partition)
         m.ASSIGNED_PARTITIONS.labels(**self._labels).set(len(self._assigned))

@@ -13,24 +13,65 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import orjson
+
 from streamsvc.config import Settings
 from streamsvc.dlq.records import OutputRecord, SourceMessage, Stage, dead_letter
-from streamsvc.errors import DecodeError, TopologyError
+from streamsvc.errors import DecodeError, LateRecordError, TopologyError
+from streamsvc.joins.table import CdcTable
 from streamsvc.serde.base import Serde, SerdeContext
+from streamsvc.state.changelog import changelog_topic
 from streamsvc.topology.model import (
     BranchOp,
     FilterOp,
     FlatMapOp,
+    JoinTableOp,
     MapOp,
     PeekOp,
     SelectKeyOp,
     Source,
     Stream,
     Topology,
+    WindowOp,
 )
 from streamsvc.validation.expectations import first_violation
+from streamsvc.windows.aggregations import Count
+from streamsvc.windows.operator import WindowedAggregation
+from streamsvc.windows.results import WindowResult
 
 Emit = Callable[[Any, Any, list[tuple[int, Any, Any]]], None]
+ABSORBED = -1  # pseudo sink id: the record went into window state instead of a sink
+
+
+@dataclass
+class CompiledWindow:
+    """A window node: its operator (per-partition state), changelog topic, and the rows of this batch."""
+
+    op: WindowOp
+    engine: WindowedAggregation
+    source_topic: str
+    changelog_topic: str
+    dlq_topic: str
+    forward: Emit
+    rows: list[tuple[int, int, Any, int, Any]] = field(default_factory=list)  # (msg#, partition, k, t, v)
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+
+@dataclass
+class CompiledTable:
+    """A table from a CDC topic: latest row per key, per partition, kept in a changelog topic."""
+
+    name: str
+    engine: CdcTable
+    source_topic: str
+    changelog_topic: str
+
+
+CompiledStore = CompiledWindow | CompiledTable
 
 
 @dataclass(frozen=True)
@@ -60,6 +101,7 @@ class Tally:
     emitted: Counter[str] = field(default_factory=Counter)
     filtered: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[tuple[str, Stage]] = field(default_factory=Counter)
+    late: Counter[str] = field(default_factory=Counter)
     produced: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Tally) -> None:
@@ -67,20 +109,21 @@ class Tally:
         self.emitted.update(other.emitted)
         self.filtered.update(other.filtered)
         self.dead_lettered.update(other.dead_lettered)
+        self.late.update(other.late)
         self.produced.update(other.produced)
 
     def clear(self) -> None:
-        for c in (self.consumed, self.emitted, self.filtered, self.dead_lettered, self.produced):
+        for c in (self.consumed, self.emitted, self.filtered, self.dead_lettered, self.late, self.produced):
             c.clear()
 
     def balanced(self) -> bool:
-        """consumed = emitted + filtered + dead-lettered, per source topic."""
+        """consumed = emitted + filtered + dead-lettered + late, per source topic."""
         dead: Counter[str] = Counter()
         for (topic, _), n in self.dead_lettered.items():
             dead[topic] += n
         return all(
-            self.consumed[t] == self.emitted[t] + self.filtered[t] + dead[t]
-            for t in set(self.consumed) | set(self.emitted) | set(self.filtered) | set(dead)
+            self.consumed[t] == self.emitted[t] + self.filtered[t] + dead[t] + self.late[t]
+            for t in set(self.consumed) | set(self.emitted) | set(self.filtered) | set(dead) | set(self.late)
         )
 
 
@@ -96,8 +139,22 @@ class Processor:
     def __init__(self, topology: Topology, settings: Settings) -> None:
         topology.validate()
         self.app = settings.app_id
+        self.agent = topology.name
         self.sinks: list[CompiledSink] = []
+        self.windows: list[CompiledWindow] = []
+        self.tables: dict[str, CompiledTable] = {}
+        self.copartitioned: list[tuple[str, str]] = []  # (stream topic, table topic) pairs joined
+        self._ctx = [0, 0, 0]  # message number, partition, event time of the record being processed
         self.sources: dict[str, CompiledSource] = {}
+        for src in topology.sources:
+            if src.table is not None:
+                real = settings.topic(src.topic)
+                self.tables[src.table.name] = CompiledTable(
+                    src.table.name,
+                    CdcTable(src.table.name),
+                    real,
+                    changelog_topic(settings.app_id, self.agent, src.table.name),
+                )
         for src in topology.sources:
             real = settings.topic(src.topic)
             dlq = settings.topic(src.dlq_topic) if src.dlq_topic else real + settings.dlq_suffix
@@ -109,12 +166,19 @@ class Processor:
                 source=src,
                 key_ctx=SerdeContext(real, is_key=True),
                 value_ctx=SerdeContext(real, is_key=False),
-                emit=self._compile(src, settings),
+                emit=self._compile_table_source(src)
+                if src.table
+                else self._compile(src, settings, real, dlq),
             )
 
         loops = set(self.sources) & set(self.output_topics)
         if loops:
             raise TopologyError(f"{topology.name!r} would write to its source topics {sorted(loops)}")
+
+    @property
+    def stores(self) -> list[CompiledStore]:
+        """Every state store (windows and tables), for changelog writes, restore and revocation."""
+        return [*self.windows, *self.tables.values()]
 
     @property
     def source_topics(self) -> list[str]:
@@ -133,8 +197,8 @@ class Processor:
             found += [sink.key_serde, sink.value_serde]
         return found
 
-    def _compile(self, node: Stream, settings: Settings) -> Emit:
-        children = [self._compile(c, settings) for c in node.children if c.branch_name is None]
+    def _compile(self, node: Stream, settings: Settings, source: str, dlq: str) -> Emit:
+        children = [self._compile(c, settings, source, dlq) for c in node.children if c.branch_name is None]
         sink_ids: list[int] = []
         for spec in node.sinks:
             real = settings.topic(spec.topic)
@@ -185,11 +249,61 @@ class Processor:
 
             return peek
         if isinstance(op, BranchOp):
-            return self._compile_branch(node, op, settings)
+            return self._compile_branch(node, op, settings, source, dlq)
+        if isinstance(op, WindowOp):
+            return self._compile_window(op, forward, settings, source, dlq)
+        if isinstance(op, JoinTableOp):
+            return self._compile_join(op, forward, source)
         raise TopologyError(f"unknown operator {op!r}")
 
-    def _compile_branch(self, node: Stream, op: BranchOp, settings: Settings) -> Emit:
-        by_name = {c.branch_name: self._compile(c, settings) for c in node.children if c.branch_name}
+    def _compile_window(self, op: WindowOp, forward: Emit, settings: Settings, source: str, dlq: str) -> Emit:
+        engine = WindowedAggregation(
+            op.window, op.aggregation, op.emit, allowed_lateness_ms=op.allowed_lateness_ms
+        )
+        window = CompiledWindow(
+            op, engine, source, changelog_topic(settings.app_id, self.agent, op.name), dlq, forward
+        )
+        self.windows.append(window)
+        rows, ctx, pick = window.rows, self._ctx, op.value
+
+        def absorb(k: Any, v: Any, out: list[tuple[int, Any, Any]]) -> None:
+            rows.append((ctx[0], ctx[1], k, ctx[2], v if pick is None else pick(v)))
+            out.append((ABSORBED, None, None))
+
+        return absorb
+
+    def _compile_table_source(self, src: Source) -> Emit:
+        assert src.table is not None
+        table, ctx = self.tables[src.table.name].engine, self._ctx
+
+        def apply(k: Any, v: Any, out: list[tuple[int, Any, Any]]) -> None:
+            if not isinstance(k, bytes):
+                raise TypeError(f"table {table.name!r} needs bytes keys (BytesSerde), got {type(k).__name__}")
+            table.apply(ctx[1], k, v)
+            out.append((ABSORBED, None, None))
+
+        return apply
+
+    def _compile_join(self, op: JoinTableOp, forward: Emit, source: str) -> Emit:
+        table = self.tables.get(op.table.name)
+        if table is None:
+            raise TopologyError(f"join with table {op.table.name!r}, which is not declared in this topology")
+        self.copartitioned.append((source, table.source_topic))
+        get, combine, left, ctx = table.engine.get, op.combine, op.how == "left", self._ctx
+
+        def join(k: Any, v: Any, out: list[tuple[int, Any, Any]]) -> None:
+            if not isinstance(k, bytes | None):
+                raise TypeError(f"joining with table {table.name!r} needs bytes keys, got {type(k).__name__}")
+            row = None if k is None else get(ctx[1], k)
+            if row is not None or left:
+                forward(k, combine(v, row), out)
+
+        return join
+
+    def _compile_branch(self, node: Stream, op: BranchOp, settings: Settings, source: str, dlq: str) -> Emit:
+        by_name = {
+            c.branch_name: self._compile(c, settings, source, dlq) for c in node.children if c.branch_name
+        }
         routes = [(pred, by_name[name]) for name, pred in op.predicates]
         default = by_name[op.default] if op.default else None
 
@@ -207,7 +321,8 @@ class Processor:
         """Process one batch; never raises for bad records (they become DLQ outputs).
 
         This is the hot path: lookups are hoisted out of the loop and a failed record's partial outputs
-        are cut off the shared output list instead of being staged in a per-record list.
+        are cut off the shared output list instead of being staged in a per-record list. Records that
+        reach a window are folded into it per partition after the loop, so windows work on columns.
         """
         outputs: list[OutputRecord] = []
         append = outputs.append
@@ -217,15 +332,19 @@ class Processor:
             (s.topic, s.key_serde.serialize, s.value_serde.serialize, s.key_ctx, s.value_ctx)
             for s in self.sinks
         ]
+        windowed = bool(self.windows)
+        stateful = windowed or bool(self.tables)
+        ctx = self._ctx
+        absorbed_by: dict[int, tuple[SourceMessage, CompiledSource, bool, int]] = {}
         current_topic: str | None = None
-        for msg in messages:
+        for index, msg in enumerate(messages):
             topic = msg.topic() or ""
             if topic != current_topic:  # batches come in runs of one topic: re-bind only on a change
                 current_topic = topic
                 src = self.sources[topic]
                 key_of, value_of = src.source.key_serde.deserialize, src.source.value_serde.deserialize
                 key_ctx, value_ctx, emit = src.key_ctx, src.value_ctx, src.emit
-                expectations = src.source.expectations
+                expectations, event_time = src.source.expectations, src.source.event_time
             consumed[topic] += 1
             stage: Stage = "decode"
             mark = len(outputs)
@@ -238,31 +357,125 @@ class Processor:
                     self._dead(outputs, tally, msg, src, "validate", violation)
                     continue
                 stage = "process"
-                results: list[tuple[int, Any, Any]] = []
-                emit(key, value, results)
                 ts = msg.timestamp()[1]
                 if ts < 0:  # no timestamp on the source record: let the broker assign one
                     ts = 0
+                if stateful:
+                    ctx[0], ctx[1] = index, msg.partition() or 0
+                    if windowed:
+                        ctx[2] = int(event_time(value, ts))
+                results: list[tuple[int, Any, Any]] = []
+                emit(key, value, results)
+                absorbed = 0
                 for sid, k, v in results:
+                    if sid == ABSORBED:
+                        absorbed += 1
+                        continue
                     sink_topic, ser_key, ser_value, sink_key_ctx, sink_value_ctx = sinks[sid]
                     append(
                         OutputRecord(sink_topic, ser_key(k, sink_key_ctx), ser_value(v, sink_value_ctx), ts)
                     )
             except DecodeError as exc:
                 del outputs[mark:]
+                self._forget_rows(index)
                 self._dead(outputs, tally, msg, src, "decode" if stage == "decode" else "process", exc)
                 continue
             except Exception as exc:  # an operator or a serializer raised: the record goes to the DLQ
                 del outputs[mark:]
+                self._forget_rows(index)
                 self._dead(outputs, tally, msg, src, stage, exc)
                 continue
             if results:
                 emitted[topic] += 1
                 for sid, _, _ in results:
-                    produced[sinks[sid][0]] += 1
+                    if sid != ABSORBED:
+                        produced[sinks[sid][0]] += 1
+                if absorbed:
+                    absorbed_by[index] = (msg, src, len(results) > absorbed, absorbed)
             else:
                 filtered[topic] += 1
+        if windowed:
+            self._fold_windows(outputs, tally, absorbed_by)
         return BatchResult(outputs, tally)
+
+    def _forget_rows(self, index: int) -> None:
+        """Take back the window rows of a record that failed after reaching a window."""
+        for window in self.windows:
+            while window.rows and window.rows[-1][0] == index:
+                window.rows.pop()
+
+    def _fold_windows(
+        self,
+        outputs: list[OutputRecord],
+        tally: Tally,
+        absorbed_by: dict[int, tuple[SourceMessage, CompiledSource, bool, int]],
+    ) -> None:
+        late_hits: Counter[int] = Counter()
+        for window in self.windows:
+            if not window.rows:
+                continue
+            by_partition: dict[int, list[tuple[int, int, Any, int, Any]]] = {}
+            for row in window.rows:
+                by_partition.setdefault(row[1], []).append(row)
+            window.rows.clear()
+            wants_values = not isinstance(window.op.aggregation, Count)
+            for partition, rows in by_partition.items():
+                out = window.engine.process(
+                    partition,
+                    [r[2] for r in rows],
+                    np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows)),
+                    [r[4] for r in rows] if wants_values else None,
+                )
+                for j in np.flatnonzero(out.late):
+                    late_hits[rows[j][0]] += 1
+                for result in out.results:
+                    self._emit_window_result(window, result, outputs, tally)
+        for index, hits in late_hits.items():
+            msg, src, direct, absorbed = absorbed_by[index]
+            if hits == absorbed and not direct:  # every window it went to was closed: the record is late
+                tally.emitted[src.topic] -= 1
+                tally.late[src.topic] += 1
+                late = LateRecordError("every window of the record had closed (watermark > end + grace)")
+                rec = dead_letter(msg, src.dlq_topic, "late", late, self.app)
+                outputs.append(rec)
+                tally.produced[rec.topic] += 1
+
+    def _emit_window_result(
+        self, window: CompiledWindow, result: WindowResult, outputs: list[OutputRecord], tally: Tally
+    ) -> None:
+        value = (
+            None
+            if result.tombstone
+            else {"start": result.start_ms, "end": result.end_ms, "value": _plain(result.value)}
+        )
+        downstream: list[tuple[int, Any, Any]] = []
+        mark = len(outputs)
+        try:
+            window.forward(result.key, value, downstream)
+            for sid, k, v in downstream:
+                sink = self.sinks[sid]
+                outputs.append(
+                    OutputRecord(
+                        sink.topic,
+                        sink.key_serde.serialize(k, sink.key_ctx),
+                        sink.value_serde.serialize(v, sink.value_ctx),
+                        result.end_ms,
+                    )
+                )
+                tally.produced[sink.topic] += 1
+        except Exception as exc:  # a result that cannot go on is kept, as JSON, in the source's DLQ
+            del outputs[mark:]
+            key = result.key if isinstance(result.key, bytes) else str(result.key).encode()
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("dlq.error.class", type(exc).__qualname__.encode()),
+                ("dlq.error.message", str(exc).encode()[:4096]),
+                ("dlq.stage", b"process"),
+                ("dlq.source.topic", window.source_topic.encode()),
+                ("dlq.window", window.op.name.encode()),
+                ("dlq.app", self.app.encode()),
+            ]
+            outputs.append(OutputRecord(window.dlq_topic, key, orjson.dumps(value), result.end_ms, headers))
+            tally.produced[window.dlq_topic] += 1
 
     def _dead(
         self,
@@ -277,3 +490,8 @@ class Processor:
         outputs.append(rec)
         tally.dead_lettered[(src.topic, stage)] += 1
         tally.produced[rec.topic] += 1
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers, so that any serde can write window values."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -3,8 +3,9 @@
 A stateful operator reports the entries it changed in a batch; the agent writes them to the store's
 compacted changelog topic, partition = source partition, in the same transaction as the outputs and
 the consumed offsets. Each record carries the source offset it reflects (header
-`streamsvc.source.offset`): restore applies only entries below the committed source offset, so an
-update whose input was not committed is never applied, whatever the commit protocol.
+`streamsvc.source.offset`): restore applies only entries up to the committed source offset, so an
+update whose input was not committed is never applied, whatever the commit protocol; after an
+offset reset to the beginning the state starts empty, so a replay reproduces its outputs.
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ def write_changes(
 
 
 def read_changelog(
-    bootstrap: str, topic: str, partition: int, below_source_offset: int | None, timeout: float = 300.0
+    bootstrap: str, topic: str, partition: int, up_to_source_offset: int | None, timeout: float = 300.0
 ) -> list[tuple[bytes, bytes | None]]:
-    """The committed entries of one changelog partition, in order, that reflect source offsets below
-    `below_source_offset` (all of them when None)."""
+    """The committed entries of one changelog partition, in order, whose source offset tag (the next
+    source offset when they were written) is at most `up_to_source_offset` (all of them when None)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -76,7 +77,7 @@ def read_changelog(
                 if msg.error() is not None:
                     continue
                 tag = dict(msg.headers() or []).get(SOURCE_OFFSET_HEADER)
-                if below_source_offset is not None and tag is not None and int(tag) >= below_source_offset:
+                if up_to_source_offset is not None and tag is not None and int(tag) > up_to_source_offset:
                     continue
                 entries.append((msg.key() or b"", msg.value()))
             position = consumer.position([TopicPartition(topic, partition)])[0].offset

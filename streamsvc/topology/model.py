@@ -19,6 +19,8 @@ from streamsvc.errors import TopologyError
 from streamsvc.serde.base import Serde
 from streamsvc.serde.raw import BytesSerde
 from streamsvc.validation.expectations import Expectation
+from streamsvc.windows.aggregations import Aggregation
+from streamsvc.windows.spec import Emit, WindowSpec
 
 EventTimeExtractor = Callable[[Any, int], int]
 """(decoded value, Kafka timestamp in ms) -> event time in ms."""
@@ -69,7 +71,36 @@ class SinkSpec:
     value_serde: Serde
 
 
-Operator = MapOp | SelectKeyOp | FilterOp | FlatMapOp | PeekOp | BranchOp
+@dataclass(frozen=True)
+class WindowOp:
+    """A windowed aggregation per key; downstream records are its results (see `Stream.window`)."""
+
+    name: str
+    window: WindowSpec
+    aggregation: Aggregation
+    emit: Emit
+    value: Callable[[Any], Any] | None
+    allowed_lateness_ms: int
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table declared with `Topology.table`; pass it to `Stream.join`."""
+
+    name: str
+    topic: str
+
+
+@dataclass(frozen=True)
+class JoinTableOp:
+    """Enrich each record with the table's current row for the record's key (bytes)."""
+
+    table: TableRef
+    combine: Callable[[Any, dict[str, Any] | None], Any]
+    how: str
+
+
+Operator = MapOp | SelectKeyOp | FilterOp | FlatMapOp | PeekOp | BranchOp | WindowOp | JoinTableOp
 
 
 @dataclass(eq=False)
@@ -121,6 +152,37 @@ class Stream:
         node = self._then(BranchOp(tuple(predicates.items()), default))
         return {name: node._then(None, branch_name=name) for name in names}
 
+    def window(
+        self,
+        name: str,
+        window: WindowSpec,
+        aggregation: Aggregation,
+        emit: Emit = "final",
+        value: Callable[[Any], Any] | None = None,
+        allowed_lateness_ms: int = 0,
+    ) -> Stream:
+        """Aggregate per key in event-time windows (`streamsvc.windows`), state kept in a changelog topic.
+
+        `value(v)` picks what to aggregate (default: the value; `Count` needs nothing). Downstream
+        records have the same key and the value `{"start": ms, "end": ms, "value": aggregate}`.
+        Records whose windows are all closed are routed to the DLQ with stage `late`.
+        """
+        if any(n == name for n in self.topology.store_names):
+            raise TopologyError(f"store name {name!r} is used twice in {self.topology.name!r}")
+        self.topology.store_names.append(name)
+        return self._then(WindowOp(name, window, aggregation, emit, value, allowed_lateness_ms))
+
+    def join(
+        self, table: TableRef, combine: Callable[[Any, dict[str, Any] | None], Any], how: str = "inner"
+    ) -> Stream:
+        """Stream-table join on the record key (bytes, equal to the table topic's Kafka key): each
+        record becomes `combine(value, row)` with the table's row as of the record's arrival (like
+        Kafka Streams' KStream-KTable join). `how="left"` keeps records without a row (`row=None`);
+        `"inner"` counts them as filtered. The stream and table topics must be co-partitioned."""
+        if how not in ("inner", "left"):
+            raise TopologyError(f"join how must be 'inner' or 'left', got {how!r}")
+        return self._then(JoinTableOp(table, combine, how))
+
     def to(self, topic: str, value_serde: Serde, key_serde: Serde | None = None) -> Stream:
         """Write every record reaching this node to `topic` (a logical name)."""
         self.sinks.append(SinkSpec(topic, key_serde or BytesSerde(), value_serde))
@@ -138,6 +200,7 @@ class Source(Stream):
     expectations: Sequence[Expectation] = ()
     event_time: EventTimeExtractor = kafka_timestamp
     dlq_topic: str | None = None
+    table: TableRef | None = None  # set for the changelog source of a table
 
 
 @dataclass(eq=False)
@@ -147,6 +210,7 @@ class Topology:
     name: str
     sources: list[Source] = field(default_factory=list)
     sink_topics: set[str] = field(default_factory=set)
+    store_names: list[str] = field(default_factory=list)
 
     def source(
         self,
@@ -171,6 +235,19 @@ class Topology:
         )
         self.sources.append(src)
         return src
+
+    def table(self, topic: str, value_serde: Serde | None = None, name: str | None = None) -> TableRef:
+        """Declare a table from a Debezium CDC topic (logical name): the latest row per Kafka key;
+        deletes and tombstones remove it. State is kept per partition with a changelog topic."""
+        from streamsvc.serde.debezium import DebeziumSerde
+
+        ref = TableRef(name or topic, topic)
+        if ref.name in self.store_names:
+            raise TopologyError(f"store name {ref.name!r} is used twice in {self.name!r}")
+        self.store_names.append(ref.name)
+        src = self.source(topic, value_serde=value_serde or DebeziumSerde())
+        src.table = ref
+        return ref
 
     def validate(self) -> None:
         """Raise TopologyError when the description cannot run."""

@@ -57,8 +57,8 @@ def test_changelog_round_trip_skips_uncommitted_and_untagged_later_updates(boots
     aborted.flush(30)
     aborted.abort_transaction(30)
 
-    everything = read_changelog(bootstrap, topic, 1, below_source_offset=None)
+    everything = read_changelog(bootstrap, topic, 1, up_to_source_offset=None)
     assert everything == [(b"a", b"1"), (b"b", b"2"), (b"a", b"3"), (b"b", None)]
     # Source committed only up to offset 15: the entries tagged 20 must not be applied.
-    assert read_changelog(bootstrap, topic, 1, below_source_offset=15) == [(b"a", b"1"), (b"b", b"2")]
-    assert read_changelog(bootstrap, topic, 0, below_source_offset=None) == []
+    assert read_changelog(bootstrap, topic, 1, up_to_source_offset=15) == [(b"a", b"1"), (b"b", b"2")]
+    assert read_changelog(bootstrap, topic, 0, up_to_source_offset=None) == []

@@ -1,0 +1,137 @@
+"""Benchmark: Nexmark Q5-lite under exactly-once (1 s commits) next to the raw consume-and-discard rate.
+
+    .venv/bin/python -m bench.q5 --records 1000000
+
+Pre-loads deterministic Nexmark bids (bench/nexmark.py, partition = auction % partitions, keyed by
+auction), runs raw confluent-kafka consume-and-discard (the limit) and `topologies/nexmark_q5.py` under
+exactly-once, one child process each, then checks every emitted window count against an offline
+computation with the same semantics (per-partition watermark, grace; windows closed by the partition's
+final watermark). A wrong result fails the run instead of producing a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+
+import orjson
+from confluent_kafka import Producer
+
+from bench.nexmark import Bid, bids
+from bench.passthrough import run_child
+from streamsvc.dev import kafka
+from streamsvc.runtime.topics import admin_client, delete_topics, ensure_topics, read_all
+
+SIZE, ADVANCE, GRACE = 10_000, 2_000, 1_000
+
+
+def oracle(per_partition: dict[int, list[Bid]]) -> Counter[tuple[str, int, int, int]]:
+    """Final hopping-window counts per auction, one record at a time per partition."""
+    out: Counter[tuple[str, int, int, int]] = Counter()
+    for recs in per_partition.values():
+        wm = -(2**62)
+        counts: Counter[tuple[int, int]] = Counter()
+        for bid in recs:
+            wm = max(wm, bid.date_time)
+            first = (bid.date_time - SIZE) // ADVANCE * ADVANCE + ADVANCE
+            for start in range(first, bid.date_time + 1, ADVANCE):
+                if start + SIZE + GRACE > wm:
+                    counts[(bid.auction, start)] += 1
+        for (auction, start), n in counts.items():
+            if start + SIZE + GRACE <= wm:
+                out[(str(auction), start, start + SIZE, n)] += 1
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--records", type=int, default=1_000_000)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=5000)
+    args = p.parse_args()
+    bootstrap = os.environ.get("STREAMSVC_BOOTSTRAP_SERVERS") or kafka.start(kafka.LocalKafka.from_env())
+    admin = admin_client(bootstrap)
+    run = uuid.uuid4().hex[:8]
+    source, output = f"bench.{run}.bids", f"bench.{run}.bid_counts"
+    ensure_topics(admin, {source: args.partitions})
+    print(f"Q5-lite run {run}: {args.records:,} bids on {args.partitions} partitions", flush=True)
+    per_partition: dict[int, list[Bid]] = {i: [] for i in range(args.partitions)}
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000})
+    started = time.monotonic()
+    for bid in bids(args.records, seed=5):
+        part = bid.auction % args.partitions
+        per_partition[part].append(bid)
+        while True:
+            try:
+                producer.produce(
+                    source, orjson.dumps(bid.to_json_dict()), str(bid.auction).encode(), partition=part
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+    print(f"  preloaded in {time.monotonic() - started:.1f}s", flush=True)
+
+    raw = run_child(
+        "raw consume-and-discard (limit)",
+        [
+            sys.executable,
+            "bench/raw_consume.py",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            source,
+            "--records",
+            str(args.records),
+            "--batch",
+            str(args.batch_size),
+        ],
+        {},
+        args.records,
+    )
+    env = {
+        "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap,
+        "STREAMSVC_APP_ID": f"bench-q5-{run}",
+        "STREAMSVC_INSTANCE_ID": "bench-0",
+        "STREAMSVC_GUARANTEE": "exactly_once",
+        "STREAMSVC_COMMIT_INTERVAL_MS": "1000",
+        "STREAMSVC_BATCH_SIZE": str(args.batch_size),
+        "STREAMSVC_TOPIC_BIDS": source,
+        "STREAMSVC_TOPIC_BID_COUNTS": output,
+    }
+    print("running: streamsvc Q5-lite EOS, 1 s commits ...", flush=True)
+    q5 = run_child(
+        "streamsvc Q5-lite EOS, 1 s commits",
+        [sys.executable, "-m", "streamsvc.cli.main", "run", "topologies/nexmark_q5.py", "--until-caught-up"],
+        env,
+        args.records,
+    )
+    got: Counter[tuple[str, int, int, int]] = Counter()
+    for msg in read_all(bootstrap, output):
+        v = orjson.loads(msg.value() or b"null")
+        got[((msg.key() or b"").decode(), v["start"], v["end"], v["value"])] += 1
+    expected = oracle(per_partition)
+    if got != expected:
+        raise SystemExit(
+            f"WRONG RESULT: {sum((expected - got).values())} window counts missing, "
+            f"{sum((got - expected).values())} extra (of {sum(expected.values())})"
+        )
+    print(f"  correctness gate: {sum(got.values()):,} window counts equal the offline computation")
+    print()
+    print("| variant | records | events/s | % of limit | events per CPU-s | CPU s | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in (raw, q5):
+        print(
+            f"| {r.name} | {r.records:,} | {r.rate:,.0f} | {100 * r.rate / raw.rate:.0f} % "
+            f"| {r.per_cpu_s:,.0f} | {r.cpu_s:.1f} | {r.peak_rss_mb:.0f} |"
+        )
+    changelog = f"bench-q5-{run}.nexmark-q5-lite.bids-per-auction.changelog"
+    delete_topics(admin, [source, output, f"{source}.dlq", changelog])
+
+
+if __name__ == "__main__":
+    main()
