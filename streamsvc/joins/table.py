@@ -155,6 +155,10 @@ class GlobalTable:
         """Table partitions that own at least one row."""
         return frozenset(self._owner.values())
 
+    def discard_changes(self) -> None:
+        """Forget pending changelog entries (when the table topic itself is the durable copy)."""
+        self._dirty.clear()
+
     def apply(self, partition: int, key: bytes, change: ChangeRecord | None) -> None:
         """Apply one change event read from table partition `partition`."""
         if _ignored(self._name, key, change):

@@ -38,6 +38,7 @@ from streamsvc.joins.copartition import check_copartitioned
 from streamsvc.observability import metrics as m
 from streamsvc.observability.http import HealthState
 from streamsvc.observability.logging import get_logger
+from streamsvc.runtime.global_tables import GlobalTableReader
 from streamsvc.runtime.processor import Processor, Tally
 from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
 from streamsvc.state.changelog import CHANGELOG_CONFIG, read_changelog, write_changes
@@ -80,6 +81,7 @@ class Agent:
         self._assigned: set[TP] = set()
         self._fatal: BaseException | None = None
         self._txn_started = 0.0
+        self.global_readers: list[GlobalTableReader] = []
         self.first_record_at: float | None = None  # monotonic; for throughput reporting
         self._bind_registry()
 
@@ -173,6 +175,12 @@ class Agent:
         """Consume, process and commit until stopped; commits the open transaction before returning."""
         s = self.settings
         self._ensure_output_topics()
+        self.global_readers = [
+            GlobalTableReader(t, s.bootstrap_servers, self.log, self._labels)
+            for t in self.processor.global_tables.values()
+        ]
+        for reader in self.global_readers:
+            reader.start()  # the whole replicated table before the first record is joined with it
         self.consumer = Consumer(self._consumer_config())
         self.producer = Producer(self._producer_config())
         self.committer: Committer
@@ -198,6 +206,8 @@ class Agent:
         poll_timeout = s.poll_timeout_ms / 1000.0
         try:
             while not stop.is_set():
+                for reader in self.global_readers:
+                    reader.poll()
                 msgs = self.consumer.consume(num_messages=s.batch_size, timeout=poll_timeout)
                 self._raise_if_fatal()
                 now = time.monotonic()
@@ -229,6 +239,8 @@ class Agent:
         )
 
     def _close(self) -> None:
+        for reader in self.global_readers:
+            reader.close()
         try:
             self.consumer.close()
         except (KafkaException, RuntimeError) as exc:

@@ -19,7 +19,7 @@ import orjson
 from streamsvc.config import Settings
 from streamsvc.dlq.records import OutputRecord, SourceMessage, Stage, dead_letter
 from streamsvc.errors import DecodeError, LateRecordError, TopologyError
-from streamsvc.joins.table import CdcTable
+from streamsvc.joins.table import CdcTable, GlobalTable
 from streamsvc.serde.base import Serde, SerdeContext
 from streamsvc.state.changelog import changelog_topic
 from streamsvc.topology.model import (
@@ -69,6 +69,16 @@ class CompiledTable:
     engine: CdcTable
     source_topic: str
     changelog_topic: str
+
+
+@dataclass
+class CompiledGlobalTable:
+    """A replicated table; `streamsvc.runtime.global_tables.GlobalTableReader` keeps it current."""
+
+    name: str
+    engine: GlobalTable
+    topic: str
+    value_serde: Serde
 
 
 CompiledStore = CompiledWindow | CompiledTable
@@ -143,6 +153,12 @@ class Processor:
         self.sinks: list[CompiledSink] = []
         self.windows: list[CompiledWindow] = []
         self.tables: dict[str, CompiledTable] = {}
+        self.global_tables = {
+            spec.ref.name: CompiledGlobalTable(
+                spec.ref.name, GlobalTable(spec.ref.name), settings.topic(spec.ref.topic), spec.value_serde
+            )
+            for spec in topology.global_tables
+        }
         self.copartitioned: list[tuple[str, str]] = []  # (stream topic, table topic) pairs joined
         self._ctx = [0, 0, 0]  # message number, partition, event time of the record being processed
         self.sources: dict[str, CompiledSource] = {}
@@ -285,10 +301,13 @@ class Processor:
         return apply
 
     def _compile_join(self, op: JoinTableOp, forward: Emit, source: str) -> Emit:
-        table = self.tables.get(op.table.name)
+        table: CompiledTable | CompiledGlobalTable | None = self.tables.get(op.table.name)
+        if table is None:
+            table = self.global_tables.get(op.table.name)
         if table is None:
             raise TopologyError(f"join with table {op.table.name!r}, which is not declared in this topology")
-        self.copartitioned.append((source, table.source_topic))
+        if isinstance(table, CompiledTable):
+            self.copartitioned.append((source, table.source_topic))
         get, combine, left, ctx = table.engine.get, op.combine, op.how == "left", self._ctx
 
         def join(k: Any, v: Any, out: list[tuple[int, Any, Any]]) -> None:
@@ -333,7 +352,7 @@ class Processor:
             for s in self.sinks
         ]
         windowed = bool(self.windows)
-        stateful = windowed or bool(self.tables)
+        stateful = windowed or bool(self.tables) or bool(self.global_tables)
         ctx = self._ctx
         absorbed_by: dict[int, tuple[SourceMessage, CompiledSource, bool, int]] = {}
         current_topic: str | None = None

@@ -89,6 +89,15 @@ class TableRef:
 
     name: str
     topic: str
+    replicated: bool = False  # a global table: every instance holds all partitions
+
+
+@dataclass(frozen=True)
+class GlobalTableSpec:
+    """A replicated table: read in full by every instance, outside the consumer group."""
+
+    ref: TableRef
+    value_serde: Serde
 
 
 @dataclass(frozen=True)
@@ -211,6 +220,7 @@ class Topology:
     sources: list[Source] = field(default_factory=list)
     sink_topics: set[str] = field(default_factory=set)
     store_names: list[str] = field(default_factory=list)
+    global_tables: list[GlobalTableSpec] = field(default_factory=list)
 
     def source(
         self,
@@ -247,6 +257,19 @@ class Topology:
         self.store_names.append(ref.name)
         src = self.source(topic, value_serde=value_serde or DebeziumSerde())
         src.table = ref
+        return ref
+
+    def global_table(self, topic: str, value_serde: Serde | None = None, name: str | None = None) -> TableRef:
+        """Declare a replicated table from a Debezium CDC topic (logical name): every instance reads all
+        of its partitions before processing and keeps following it, so streams joined with it need not
+        be co-partitioned (Kafka Streams' GlobalKTable). The topic itself is the state's durable copy."""
+        from streamsvc.serde.debezium import DebeziumSerde
+
+        ref = TableRef(name or topic, topic, replicated=True)
+        if ref.name in self.store_names:
+            raise TopologyError(f"store name {ref.name!r} is used twice in {self.name!r}")
+        self.store_names.append(ref.name)
+        self.global_tables.append(GlobalTableSpec(ref, value_serde or DebeziumSerde()))
         return ref
 
     def validate(self) -> None:

@@ -27,9 +27,9 @@ def enrich(order: dict[str, Any], customer: dict[str, Any] | None) -> dict[str, 
     return {"order": order["id"], "customer": None if customer is None else customer["name"]}
 
 
-def build() -> Topology:
+def build(replicated: bool = False) -> Topology:
     topology = Topology("orders-enriched")
-    customers = topology.table("customers")
+    customers = topology.global_table("customers") if replicated else topology.table("customers")
     topology.source("orders", value_serde=JsonSerde()).join(customers, enrich, how="left").to(
         "enriched", value_serde=JsonSerde()
     )
@@ -67,22 +67,27 @@ def change_log(
     return out
 
 
-def produce_keyed(bootstrap: str, topic: str, records: list[tuple[int, bytes | None]]) -> None:
+def produce_keyed(
+    bootstrap: str, topic: str, records: list[tuple[int, bytes | None]], partitions: int = PARTITIONS
+) -> None:
     producer = Producer({"bootstrap.servers": bootstrap})
     for cid, value in records:
-        producer.produce(topic, value, str(cid).encode(), partition=cid % PARTITIONS)
+        producer.produce(topic, value, str(cid).encode(), partition=cid % partitions)
     assert producer.flush(30) == 0
 
 
-def run_until_caught_up(settings: Settings) -> Worker:
-    worker = Worker([build()], settings, until_caught_up=True)
+def run_until_caught_up(settings: Settings, replicated: bool = False) -> Worker:
+    worker = Worker([build(replicated)], settings, until_caught_up=True)
     worker.start()
     assert worker.join(120) == 0
     return worker
 
 
-def test_stream_table_join_equals_oracle_across_restarts(bootstrap: str, names) -> None:  # type: ignore[no-untyped-def]
-    customers, orders = names.topic("customers", PARTITIONS), names.topic("orders", PARTITIONS)
+@pytest.mark.parametrize("replicated", [False, True], ids=["co-partitioned", "global"])
+def test_stream_table_join_equals_oracle_across_restarts(bootstrap: str, names, replicated: bool) -> None:  # type: ignore[no-untyped-def]
+    # A global table needs no co-partitioning: give it another partition count and another key spread.
+    table_partitions = 2 if replicated else PARTITIONS
+    customers, orders = names.topic("customers", table_partitions), names.topic("orders", PARTITIONS)
     app = names("app")
     names.track(
         names("enriched"), customers + ".dlq", orders + ".dlq", f"{app}.orders-enriched.customers.changelog"
@@ -95,8 +100,8 @@ def test_stream_table_join_equals_oracle_across_restarts(bootstrap: str, names) 
     next_order = 0
     for phase in range(3):
         # Table changes first, processed to the end; then orders, which see exactly that table.
-        produce_keyed(bootstrap, customers, change_log(rng, table, 60))
-        run_until_caught_up(settings)
+        produce_keyed(bootstrap, customers, change_log(rng, table, 60), table_partitions)
+        run_until_caught_up(settings, replicated)
         batch = []
         for _ in range(150):
             cid = rng.randrange(40)
@@ -105,7 +110,7 @@ def test_stream_table_join_equals_oracle_across_restarts(bootstrap: str, names) 
             expected.append({"order": next_order, "customer": None if row is None else row["name"]})
             next_order += 1
         produce_keyed(bootstrap, orders, batch)
-        worker = run_until_caught_up(settings)  # a new process each phase: the table comes from the changelog
+        worker = run_until_caught_up(settings, replicated)  # new worker: the table comes from the changelog
         assert worker.agents[0].totals.balanced(), phase
     got = sorted(
         (orjson.loads(m.value()) for m in read_all(bootstrap, names("enriched"))), key=lambda r: r["order"]
