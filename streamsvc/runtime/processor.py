@@ -19,6 +19,7 @@ import orjson
 from streamsvc.config import Settings
 from streamsvc.dlq.records import OutputRecord, SourceMessage, Stage, dead_letter
 from streamsvc.errors import DecodeError, LateRecordError, TopologyError
+from streamsvc.joins.interval import IntervalJoin
 from streamsvc.joins.table import CdcTable, GlobalTable
 from streamsvc.serde.base import Serde, SerdeContext
 from streamsvc.state.changelog import changelog_topic
@@ -26,6 +27,8 @@ from streamsvc.topology.model import (
     BranchOp,
     FilterOp,
     FlatMapOp,
+    IntervalJoinOp,
+    IntervalJoinRightOp,
     JoinTableOp,
     MapOp,
     PeekOp,
@@ -38,7 +41,6 @@ from streamsvc.topology.model import (
 from streamsvc.validation.expectations import first_violation
 from streamsvc.windows.aggregations import Count
 from streamsvc.windows.operator import WindowedAggregation
-from streamsvc.windows.results import WindowResult
 
 Emit = Callable[[Any, Any, list[tuple[int, Any, Any]]], None]
 ABSORBED = -1  # pseudo sink id: the record went into window state instead of a sink
@@ -81,7 +83,21 @@ class CompiledGlobalTable:
     value_serde: Serde
 
 
-CompiledStore = CompiledWindow | CompiledTable
+@dataclass
+class CompiledIntervalJoin:
+    """An interval join: its engine (per-partition buffers of both sides) and this batch's rows."""
+
+    name: str
+    engine: IntervalJoin[Any, Any, Any]
+    source_topic: str  # the left input; its offsets tag the changelog
+    changelog_topic: str
+    dlq_topic: str
+    forward: Emit = field(default=lambda k, v, out: None)
+    right_topic: str = ""
+    rows: list[tuple[int, int, int, Any, int, Any]] = field(default_factory=list)  # msg#, part, side, k, t, v
+
+
+CompiledStore = CompiledWindow | CompiledTable | CompiledIntervalJoin
 
 
 @dataclass(frozen=True)
@@ -153,6 +169,7 @@ class Processor:
         self.sinks: list[CompiledSink] = []
         self.windows: list[CompiledWindow] = []
         self.tables: dict[str, CompiledTable] = {}
+        self.interval_joins: dict[str, CompiledIntervalJoin] = {}
         self.global_tables = {
             spec.ref.name: CompiledGlobalTable(
                 spec.ref.name, GlobalTable(spec.ref.name), settings.topic(spec.ref.topic), spec.value_serde
@@ -187,6 +204,10 @@ class Processor:
                 else self._compile(src, settings, real, dlq),
             )
 
+        for join in self.interval_joins.values():
+            if not join.source_topic or not join.right_topic:
+                raise TopologyError(f"interval join {join.name!r} lacks its left or right input")
+            self.copartitioned.append((join.source_topic, join.right_topic))
         loops = set(self.sources) & set(self.output_topics)
         if loops:
             raise TopologyError(f"{topology.name!r} would write to its source topics {sorted(loops)}")
@@ -194,7 +215,7 @@ class Processor:
     @property
     def stores(self) -> list[CompiledStore]:
         """Every state store (windows and tables), for changelog writes, restore and revocation."""
-        return [*self.windows, *self.tables.values()]
+        return [*self.windows, *self.tables.values(), *self.interval_joins.values()]
 
     @property
     def source_topics(self) -> list[str]:
@@ -270,6 +291,8 @@ class Processor:
             return self._compile_window(op, forward, settings, source, dlq)
         if isinstance(op, JoinTableOp):
             return self._compile_join(op, forward, source)
+        if isinstance(op, IntervalJoinOp | IntervalJoinRightOp):
+            return self._compile_interval_side(op, forward, settings, source, dlq)
         raise TopologyError(f"unknown operator {op!r}")
 
     def _compile_window(self, op: WindowOp, forward: Emit, settings: Settings, source: str, dlq: str) -> Emit:
@@ -319,6 +342,43 @@ class Processor:
 
         return join
 
+    def _compile_interval_side(
+        self,
+        op: IntervalJoinOp | IntervalJoinRightOp,
+        forward: Emit,
+        settings: Settings,
+        source: str,
+        dlq: str,
+    ) -> Emit:
+        spec = op if isinstance(op, IntervalJoinOp) else op.join
+        join = self.interval_joins.get(spec.name)
+        if join is None:
+            engine: IntervalJoin[Any, Any, Any] = IntervalJoin(
+                spec.before_ms,
+                spec.after_ms,
+                "left" if spec.how == "left" else "inner",
+                spec.combine,
+                spec.grace_ms,
+            )
+            join = CompiledIntervalJoin(
+                spec.name, engine, "", changelog_topic(settings.app_id, self.agent, spec.name), dlq
+            )
+            self.interval_joins[spec.name] = join
+        side = 0 if isinstance(op, IntervalJoinOp) else 1
+        if side == 0:
+            join.source_topic, join.dlq_topic, join.forward = source, dlq, forward
+        else:
+            join.right_topic = source
+        rows, ctx = join.rows, self._ctx
+
+        def absorb(k: Any, v: Any, out: list[tuple[int, Any, Any]]) -> None:
+            if not isinstance(k, bytes | None):
+                raise TypeError(f"interval join {spec.name!r} needs bytes keys, got {type(k).__name__}")
+            rows.append((ctx[0], ctx[1], side, k, ctx[2], v))
+            out.append((ABSORBED, None, None))
+
+        return absorb
+
     def _compile_branch(self, node: Stream, op: BranchOp, settings: Settings, source: str, dlq: str) -> Emit:
         by_name = {
             c.branch_name: self._compile(c, settings, source, dlq) for c in node.children if c.branch_name
@@ -351,7 +411,7 @@ class Processor:
             (s.topic, s.key_serde.serialize, s.value_serde.serialize, s.key_ctx, s.value_ctx)
             for s in self.sinks
         ]
-        windowed = bool(self.windows)
+        windowed = bool(self.windows) or bool(self.interval_joins)
         stateful = windowed or bool(self.tables) or bool(self.global_tables)
         ctx = self._ctx
         absorbed_by: dict[int, tuple[SourceMessage, CompiledSource, bool, int]] = {}
@@ -448,29 +508,60 @@ class Processor:
                 for j in np.flatnonzero(out.late):
                     late_hits[rows[j][0]] += 1
                 for result in out.results:
-                    self._emit_window_result(window, result, outputs, tally)
+                    value = (
+                        None
+                        if result.tombstone
+                        else {"start": result.start_ms, "end": result.end_ms, "value": _plain(result.value)}
+                    )
+                    self._emit_derived(window, result.key, value, result.end_ms, outputs, tally)
+        for join in self.interval_joins.values():
+            self._fold_interval_join(join, outputs, tally, late_hits)
         for index, hits in late_hits.items():
             msg, src, direct, absorbed = absorbed_by[index]
             if hits == absorbed and not direct:  # every window it went to was closed: the record is late
                 tally.emitted[src.topic] -= 1
                 tally.late[src.topic] += 1
-                late = LateRecordError("every window of the record had closed (watermark > end + grace)")
+                late = LateRecordError("the record is behind its partition's watermark: its windows closed")
                 rec = dead_letter(msg, src.dlq_topic, "late", late, self.app)
                 outputs.append(rec)
                 tally.produced[rec.topic] += 1
 
-    def _emit_window_result(
-        self, window: CompiledWindow, result: WindowResult, outputs: list[OutputRecord], tally: Tally
+    def _fold_interval_join(
+        self, join: CompiledIntervalJoin, outputs: list[OutputRecord], tally: Tally, late_hits: Counter[int]
     ) -> None:
-        value = (
-            None
-            if result.tombstone
-            else {"start": result.start_ms, "end": result.end_ms, "value": _plain(result.value)}
-        )
+        by_partition: dict[int, list[tuple[int, int, int, Any, int, Any]]] = {}
+        for row in join.rows:
+            by_partition.setdefault(row[1], []).append(row)
+        join.rows.clear()
+        for partition, rows in by_partition.items():
+            start = 0
+            while start < len(rows):  # consecutive runs of one side, in arrival order
+                side, end = rows[start][2], start
+                while end < len(rows) and rows[end][2] == side:
+                    end += 1
+                run = rows[start:end]
+                process = join.engine.process_left if side == 0 else join.engine.process_right
+                out = process(partition, [r[3] for r in run], [r[4] for r in run], [r[5] for r in run])
+                for j in np.flatnonzero(out.late):
+                    late_hits[run[j][0]] += 1
+                for result in out.results:
+                    self._emit_derived(join, result.key, result.value, result.time_ms, outputs, tally)
+                start = end
+
+    def _emit_derived(
+        self,
+        store: CompiledWindow | CompiledIntervalJoin,
+        key: Any,
+        value: Any,
+        timestamp_ms: int,
+        outputs: list[OutputRecord],
+        tally: Tally,
+    ) -> None:
+        """Send a window or join result down the rest of the topology to its sinks."""
         downstream: list[tuple[int, Any, Any]] = []
         mark = len(outputs)
         try:
-            window.forward(result.key, value, downstream)
+            store.forward(key, value, downstream)
             for sid, k, v in downstream:
                 sink = self.sinks[sid]
                 outputs.append(
@@ -478,23 +569,24 @@ class Processor:
                         sink.topic,
                         sink.key_serde.serialize(k, sink.key_ctx),
                         sink.value_serde.serialize(v, sink.value_ctx),
-                        result.end_ms,
+                        timestamp_ms,
                     )
                 )
                 tally.produced[sink.topic] += 1
         except Exception as exc:  # a result that cannot go on is kept, as JSON, in the source's DLQ
             del outputs[mark:]
-            key = result.key if isinstance(result.key, bytes) else str(result.key).encode()
+            raw_key = key if isinstance(key, bytes) else str(key).encode()
             headers: list[tuple[str, str | bytes | None]] = [
                 ("dlq.error.class", type(exc).__qualname__.encode()),
                 ("dlq.error.message", str(exc).encode()[:4096]),
                 ("dlq.stage", b"process"),
-                ("dlq.source.topic", window.source_topic.encode()),
-                ("dlq.window", window.op.name.encode()),
+                ("dlq.source.topic", store.source_topic.encode()),
+                ("dlq.store", store.name.encode()),
                 ("dlq.app", self.app.encode()),
             ]
-            outputs.append(OutputRecord(window.dlq_topic, key, orjson.dumps(value), result.end_ms, headers))
-            tally.produced[window.dlq_topic] += 1
+            body = orjson.dumps(value, default=repr)
+            outputs.append(OutputRecord(store.dlq_topic, raw_key, body, timestamp_ms, headers))
+            tally.produced[store.dlq_topic] += 1
 
     def _dead(
         self,

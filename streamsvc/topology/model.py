@@ -109,7 +109,38 @@ class JoinTableOp:
     how: str
 
 
-Operator = MapOp | SelectKeyOp | FilterOp | FlatMapOp | PeekOp | BranchOp | WindowOp | JoinTableOp
+@dataclass(frozen=True, eq=False)
+class IntervalJoinOp:
+    """Stream-stream join: the left record at t meets right records of its key with
+    t - before_ms <= t' <= t + after_ms (see `Stream.interval_join`)."""
+
+    name: str
+    before_ms: int
+    after_ms: int
+    combine: Callable[[Any, Any], Any]
+    how: str
+    grace_ms: int
+
+
+@dataclass(frozen=True)
+class IntervalJoinRightOp:
+    """Marks the right input of an interval join (its records feed the join's state)."""
+
+    join: IntervalJoinOp
+
+
+Operator = (
+    MapOp
+    | SelectKeyOp
+    | FilterOp
+    | FlatMapOp
+    | PeekOp
+    | BranchOp
+    | WindowOp
+    | JoinTableOp
+    | IntervalJoinOp
+    | IntervalJoinRightOp
+)
 
 
 @dataclass(eq=False)
@@ -191,6 +222,30 @@ class Stream:
         if how not in ("inner", "left"):
             raise TopologyError(f"join how must be 'inner' or 'left', got {how!r}")
         return self._then(JoinTableOp(table, combine, how))
+
+    def interval_join(
+        self,
+        other: Stream,
+        name: str,
+        before_ms: int,
+        after_ms: int,
+        combine: Callable[[Any, Any], Any],
+        how: str = "inner",
+        grace_ms: int = 0,
+    ) -> Stream:
+        """Join this (left) stream with `other` (right) on the key (bytes) in event time: a left record
+        at t meets every right record with t - before_ms <= t' <= t + after_ms, giving
+        `combine(left, right)`; with `how="left"` an unmatched left record gives `combine(left, None)`
+        once its interval has closed. Watermark per partition = max event time of either side - grace;
+        records below it are late (DLQ stage `late`). Both topics must be co-partitioned."""
+        if how not in ("inner", "left"):
+            raise TopologyError(f"interval join how must be 'inner' or 'left', got {how!r}")
+        if name in self.topology.store_names:
+            raise TopologyError(f"store name {name!r} is used twice in {self.topology.name!r}")
+        self.topology.store_names.append(name)
+        op = IntervalJoinOp(name, before_ms, after_ms, combine, how, grace_ms)
+        other._then(IntervalJoinRightOp(op))
+        return self._then(op)
 
     def to(self, topic: str, value_serde: Serde, key_serde: Serde | None = None) -> Stream:
         """Write every record reaching this node to `topic` (a logical name)."""
