@@ -6,7 +6,8 @@ Pre-loads JSON events into a fresh topic on the local broker, then runs, one chi
 after the other: raw confluent-kafka consume-and-discard (the limit), streamsvc passthrough under
 exactly-once at 100 ms and 1 s commits, at-least-once at 1 s (EOS overhead), and a JSON
 decode->map->encode topology. Reports events/s over the active period (first record to caught up),
-events per CPU-second of the child process (whole process, start-up included) and peak RSS.
+events per CPU-second of the child process (whole process, start-up included) and the child's own
+peak RSS (VmHWM).
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ def run_child(name: str, cmd: list[str], env: dict[str, str], expect: int) -> Re
     records = int(report.get("consumed", report.get("records", 0)))
     if records != expect:
         raise SystemExit(f"{name}: processed {records} records, expected {expect}")
-    return Result(
-        name, records, float(report["active_s"]), usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
-    )
+    # The child reports its own peak RSS: rusage's ru_maxrss would count the pre-exec copy of this process.
+    rss = float(report.get("peak_rss_mb", 0.0))
+    return Result(name, records, float(report["active_s"]), usage.ru_utime + usage.ru_stime, rss)
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ import uuid
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
+from streamsvc.observability.metrics import peak_rss_mb
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
@@ -38,7 +40,8 @@ def main() -> None:
                     first = time.monotonic()
     active = time.monotonic() - (first or time.monotonic())
     consumer.close()
-    sys.stdout.write(orjson.dumps({"records": seen, "active_s": active}).decode() + "\n")
+    report = {"records": seen, "active_s": active, "peak_rss_mb": peak_rss_mb()}
+    sys.stdout.write(orjson.dumps(report).decode() + "\n")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class Settings:
     metrics_port: int = 0  # 0 = no HTTP control plane
     metrics_host: str = "0.0.0.0"
     dlq_suffix: str = ".dlq"
+    state_dir: str = ""  # disk-backed stores; defaults to $STREAMSVC_HOME/state or ~/.cache/streamsvc/state
     topics: dict[str, str] = field(default_factory=dict)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
@@ -49,6 +50,12 @@ class Settings:
     @property
     def effective_instance_id(self) -> str:
         return self.instance_id or os.environ.get("POD_NAME") or socket.gethostname()
+
+    @property
+    def effective_state_dir(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir)
+        return Path(os.environ.get("STREAMSVC_HOME", Path.home() / ".cache" / "streamsvc")) / "state"
 
     def topic(self, logical: str) -> str:
         """The real topic name for a logical name used in a topology (identity when unmapped)."""

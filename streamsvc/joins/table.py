@@ -11,12 +11,12 @@ the same transaction as the output and offsets; on assignment it replays that ch
 Rows are encoded when applied, so a row orjson cannot encode fails on its own record, before any state
 changes; rows read back by `restore` equal the originals for JSON-decoded rows (Debezium JSON).
 
-Rows handed out by `get` are the table's own objects: treat them as read-only.
+Rows handed out by `GlobalTable.get` are the table's own objects: treat them as read-only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Protocol
 
@@ -25,6 +25,7 @@ import orjson
 from streamsvc.errors import MalformedPayloadError
 from streamsvc.joins._common import Row
 from streamsvc.serde.debezium import ChangeRecord
+from streamsvc.state.store import InMemoryStore, KeyValueStore
 
 __all__ = ["CdcTable", "GlobalTable", "Row", "Table"]
 
@@ -73,13 +74,19 @@ def _live(entries: Iterable[tuple[bytes, bytes | None]]) -> dict[bytes, Row]:
 
 
 class CdcTable:
-    """The latest row per primary key of a co-partitioned CDC topic, with per-partition state."""
+    """The latest row per primary key of a co-partitioned CDC topic, with per-partition state.
+
+    Rows live in one `KeyValueStore` per partition (primary key -> orjson row): `InMemoryStore` by
+    default, or what `store_factory(partition)` returns, e.g. a `SqliteStore` for tables larger than
+    memory. Stores are rebuilt from the changelog on assignment, never trusted from a previous run.
+    """
 
     partitioned = True
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, store_factory: Callable[[int], KeyValueStore] | None = None) -> None:
         self._name = name
-        self._rows: dict[int, dict[bytes, Row]] = {}
+        self._factory: Callable[[int], KeyValueStore] = store_factory or (lambda _p: InMemoryStore())
+        self._stores: dict[int, KeyValueStore] = {}
         self._dirty: dict[int, dict[bytes, bytes | None]] = {}
 
     @property
@@ -89,29 +96,39 @@ class CdcTable:
     @property
     def partitions(self) -> frozenset[int]:
         """Partitions with state (applied or restored, not dropped)."""
-        return frozenset(self._rows)
+        return frozenset(self._stores)
+
+    def _store(self, partition: int) -> KeyValueStore:
+        store = self._stores.get(partition)
+        if store is None:
+            store = self._stores[partition] = self._factory(partition)
+        return store
 
     def apply(self, partition: int, key: bytes, change: ChangeRecord | None) -> None:
         """Apply one change event of `partition`, records in offset order."""
         if _ignored(self._name, key, change):
             return
         effect = _upsert(self._name, change)
-        rows = self._rows.setdefault(partition, {})
+        store = self._store(partition)
         dirty = self._dirty.setdefault(partition, {})
         if effect is None:
-            if rows.pop(key, None) is not None:
+            if store.get(key) is not None:
+                store.delete(key)
                 dirty[key] = None
         else:
-            rows[key], dirty[key] = effect
+            store.put(key, effect[1])
+            dirty[key] = effect[1]
 
     def get(self, partition: int, key: bytes) -> Row | None:
-        """The current row of `key` in `partition`, None if there is none."""
-        rows = self._rows.get(partition)
-        return None if rows is None else rows.get(key)
+        """The current row of `key` in `partition` (a fresh dict), None if there is none."""
+        store = self._stores.get(partition)
+        raw = None if store is None else store.get(key)
+        return None if raw is None else dict(orjson.loads(raw))
 
     def rows(self, partition: int) -> Mapping[bytes, Row]:
-        """A read-only view of the partition's rows."""
-        return MappingProxyType(self._rows.get(partition, {}))
+        """A read-only snapshot of the partition's rows."""
+        store = self._stores.get(partition)
+        return MappingProxyType({} if store is None else {k: orjson.loads(v) for k, v in store.items()})
 
     def changes(self, partition: int) -> dict[bytes, bytes | None]:
         """Changelog entries changed since the last call (None: delete)."""
@@ -119,12 +136,20 @@ class CdcTable:
 
     def restore(self, partition: int, entries: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Replace the partition's state with the one its changelog describes (entries in log order)."""
-        self._rows[partition] = _live(entries)
-        self._dirty.pop(partition, None)
+        self.drop(partition)
+        store = self._store(partition)
+        latest: dict[bytes, bytes | None] = {}
+        for key, value in entries:
+            latest[key] = value
+        for key, value in latest.items():
+            if value is not None:
+                store.put(key, value)
 
     def drop(self, partition: int) -> None:
         """Forget a revoked partition's state (its changelog keeps it)."""
-        self._rows.pop(partition, None)
+        store = self._stores.pop(partition, None)
+        if store is not None:
+            store.close()
         self._dirty.pop(partition, None)
 
 

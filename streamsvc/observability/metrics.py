@@ -69,4 +69,18 @@ STATE_RESTORED = Counter(
     "Changelog entries replayed into state stores.",
     [*LABELS, "store"],
 )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM, which starts afresh at exec), in MiB; 0 if unknown."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 LAST_POLL = Gauge("streamsvc_last_poll_timestamp_seconds", "Unix time of the last poll-loop turn.", LABELS)

@@ -235,6 +235,7 @@ class Agent:
             "caught_up",
             consumed=sum(self.totals.consumed.values()),
             active_s=round(active, 3),
+            peak_rss_mb=round(m.peak_rss_mb(), 1),
             positions={f"{t}:{p}": o for (t, p), o in sorted(self._committed.items())},
         )
 

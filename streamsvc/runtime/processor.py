@@ -23,6 +23,7 @@ from streamsvc.joins.interval import IntervalJoin
 from streamsvc.joins.table import CdcTable, GlobalTable
 from streamsvc.serde.base import Serde, SerdeContext
 from streamsvc.state.changelog import changelog_topic
+from streamsvc.state.store import KeyValueStore, SqliteStore
 from streamsvc.topology.model import (
     BranchOp,
     FilterOp,
@@ -35,6 +36,7 @@ from streamsvc.topology.model import (
     SelectKeyOp,
     Source,
     Stream,
+    TableRef,
     Topology,
     WindowOp,
 )
@@ -184,7 +186,7 @@ class Processor:
                 real = settings.topic(src.topic)
                 self.tables[src.table.name] = CompiledTable(
                     src.table.name,
-                    CdcTable(src.table.name),
+                    CdcTable(src.table.name, self._store_factory(settings, src.table)),
                     real,
                     changelog_topic(settings.app_id, self.agent, src.table.name),
                 )
@@ -211,6 +213,13 @@ class Processor:
         loops = set(self.sources) & set(self.output_topics)
         if loops:
             raise TopologyError(f"{topology.name!r} would write to its source topics {sorted(loops)}")
+
+    def _store_factory(self, settings: Settings, table: TableRef) -> Callable[[int], KeyValueStore] | None:
+        if table.store != "disk":
+            return None
+        # The instance id keeps two workers on one host apart; files are rebuilt on every assignment.
+        base = settings.effective_state_dir / settings.app_id / settings.effective_instance_id / self.agent
+        return lambda partition: SqliteStore(base / table.name / f"{partition}.sqlite")
 
     @property
     def stores(self) -> list[CompiledStore]:

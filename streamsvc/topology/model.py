@@ -90,6 +90,7 @@ class TableRef:
     name: str
     topic: str
     replicated: bool = False  # a global table: every instance holds all partitions
+    store: str = "memory"  # "memory" or "disk" (SQLite files under Settings.state_dir)
 
 
 @dataclass(frozen=True)
@@ -301,12 +302,17 @@ class Topology:
         self.sources.append(src)
         return src
 
-    def table(self, topic: str, value_serde: Serde | None = None, name: str | None = None) -> TableRef:
+    def table(
+        self, topic: str, value_serde: Serde | None = None, name: str | None = None, store: str = "memory"
+    ) -> TableRef:
         """Declare a table from a Debezium CDC topic (logical name): the latest row per Kafka key;
-        deletes and tombstones remove it. State is kept per partition with a changelog topic."""
+        deletes and tombstones remove it. State is kept per partition with a changelog topic, in memory
+        or, with `store="disk"`, in SQLite files under `Settings.state_dir` (state larger than memory)."""
         from streamsvc.serde.debezium import DebeziumSerde
 
-        ref = TableRef(name or topic, topic)
+        if store not in ("memory", "disk"):
+            raise TopologyError(f"table store must be 'memory' or 'disk', got {store!r}")
+        ref = TableRef(name or topic, topic, store=store)
         if ref.name in self.store_names:
             raise TopologyError(f"store name {ref.name!r} is used twice in {self.name!r}")
         self.store_names.append(ref.name)

@@ -27,9 +27,11 @@ def enrich(order: dict[str, Any], customer: dict[str, Any] | None) -> dict[str, 
     return {"order": order["id"], "customer": None if customer is None else customer["name"]}
 
 
-def build(replicated: bool = False) -> Topology:
+def build(kind: str = "memory") -> Topology:
     topology = Topology("orders-enriched")
-    customers = topology.global_table("customers") if replicated else topology.table("customers")
+    customers = (
+        topology.global_table("customers") if kind == "global" else topology.table("customers", store=kind)
+    )
     topology.source("orders", value_serde=JsonSerde()).join(customers, enrich, how="left").to(
         "enriched", value_serde=JsonSerde()
     )
@@ -76,24 +78,26 @@ def produce_keyed(
     assert producer.flush(30) == 0
 
 
-def run_until_caught_up(settings: Settings, replicated: bool = False) -> Worker:
-    worker = Worker([build(replicated)], settings, until_caught_up=True)
+def run_until_caught_up(settings: Settings, kind: str = "memory") -> Worker:
+    worker = Worker([build(kind)], settings, until_caught_up=True)
     worker.start()
     assert worker.join(120) == 0
     return worker
 
 
-@pytest.mark.parametrize("replicated", [False, True], ids=["co-partitioned", "global"])
-def test_stream_table_join_equals_oracle_across_restarts(bootstrap: str, names, replicated: bool) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("kind", ["memory", "disk", "global"])
+def test_stream_table_join_equals_oracle_across_restarts(bootstrap: str, names, kind: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # A global table needs no co-partitioning: give it another partition count and another key spread.
-    table_partitions = 2 if replicated else PARTITIONS
+    table_partitions = 2 if kind == "global" else PARTITIONS
     customers, orders = names.topic("customers", table_partitions), names.topic("orders", PARTITIONS)
     app = names("app")
     names.track(
         names("enriched"), customers + ".dlq", orders + ".dlq", f"{app}.orders-enriched.customers.changelog"
     )
     topics = {"customers": customers, "orders": orders, "enriched": names("enriched")}
-    settings = Settings(app_id=app, bootstrap_servers=bootstrap, instance_id="j-0", topics=topics)
+    settings = Settings(
+        app_id=app, bootstrap_servers=bootstrap, instance_id="j-0", topics=topics, state_dir=str(tmp_path)
+    )
     rng = random.Random(7)
     table: dict[int, dict[str, Any]] = {}
     expected: list[dict[str, Any]] = []
@@ -101,7 +105,7 @@ def test_stream_table_join_equals_oracle_across_restarts(bootstrap: str, names, 
     for phase in range(3):
         # Table changes first, processed to the end; then orders, which see exactly that table.
         produce_keyed(bootstrap, customers, change_log(rng, table, 60), table_partitions)
-        run_until_caught_up(settings, replicated)
+        run_until_caught_up(settings, kind)
         batch = []
         for _ in range(150):
             cid = rng.randrange(40)
@@ -110,13 +114,16 @@ def test_stream_table_join_equals_oracle_across_restarts(bootstrap: str, names, 
             expected.append({"order": next_order, "customer": None if row is None else row["name"]})
             next_order += 1
         produce_keyed(bootstrap, orders, batch)
-        worker = run_until_caught_up(settings, replicated)  # new worker: the table comes from the changelog
+        worker = run_until_caught_up(settings, kind)  # new worker: the table comes from the changelog
         assert worker.agents[0].totals.balanced(), phase
     got = sorted(
         (orjson.loads(m.value()) for m in read_all(bootstrap, names("enriched"))), key=lambda r: r["order"]
     )
     assert got == expected
     assert any(r["customer"] is None for r in got) and any(r["customer"] for r in got)
+    if kind == "disk":
+        # The files are removed when partitions are revoked at shutdown; their directory stays.
+        assert (tmp_path / app / "j-0" / "orders-enriched" / "customers").is_dir()
 
 
 def test_mismatched_partition_counts_are_refused(bootstrap: str, names) -> None:  # type: ignore[no-untyped-def]
