@@ -95,6 +95,26 @@ def run_child(name: str, cmd: list[str], env: dict[str, str], expect: int) -> Re
     return Result(name, records, float(report["active_s"]), usage.ru_utime + usage.ru_stime, rss)
 
 
+def run_raw_consume(bootstrap: str, topic: str, records: int, batch_size: int) -> Result:
+    """The limit: confluent-kafka consume-and-discard of `topic` in a child process."""
+    command = [sys.executable, "bench/raw_consume.py", "--bootstrap", bootstrap, "--topic", topic]
+    command += ["--records", str(records), "--batch", str(batch_size)]
+    return run_child("raw consume-and-discard (limit)", command, {}, records)
+
+
+def print_table(results: list[Result]) -> None:
+    """Markdown table; the first result is the limit the others are compared with."""
+    limit = results[0].rate
+    print()
+    print("| variant | records | events/s | % of limit | events per CPU-s | CPU s | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r.name} | {r.records:,} | {r.rate:,.0f} | {100 * r.rate / limit:.0f} % "
+            f"| {r.per_cpu_s:,.0f} | {r.cpu_s:.1f} | {r.peak_rss_mb:.0f} |"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--records", type=int, default=1_000_000)
@@ -109,25 +129,7 @@ def main() -> None:
     print(f"bench run {run}: {args.records:,} records on {args.partitions} partitions", flush=True)
     preload(bootstrap, source, args.records)
 
-    results = [
-        run_child(
-            "raw consume-and-discard (limit)",
-            [
-                sys.executable,
-                "bench/raw_consume.py",
-                "--bootstrap",
-                bootstrap,
-                "--topic",
-                source,
-                "--records",
-                str(args.records),
-                "--batch",
-                str(args.batch_size),
-            ],
-            {},
-            args.records,
-        )
-    ]
+    results = [run_raw_consume(bootstrap, source, args.records, args.batch_size)]
     variants = [
         ("streamsvc passthrough EOS, 100 ms commits", "passthrough", "exactly_once", 100),
         ("streamsvc passthrough EOS, 1 s commits", "passthrough", "exactly_once", 1000),
@@ -159,15 +161,7 @@ def main() -> None:
         print(f"running: {name} ...", flush=True)
         results.append(run_child(name, cmd, env, args.records))
 
-    limit = results[0].rate
-    print()
-    print("| variant | records | events/s | % of limit | events per CPU-s | CPU s | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(
-            f"| {r.name} | {r.records:,} | {r.rate:,.0f} | {100 * r.rate / limit:.0f} % "
-            f"| {r.per_cpu_s:,.0f} | {r.cpu_s:.1f} | {r.peak_rss_mb:.0f} |"
-        )
+    print_table(results)
     eos, alo = results[2], results[3]
     print(
         f"\nEOS overhead at 1 s commits vs at-least-once: {100 * (1 - eos.rate / alo.rate):.1f} % (events/s)"

@@ -22,7 +22,7 @@ import orjson
 from confluent_kafka import Producer
 
 from bench.nexmark import Bid, bids
-from bench.passthrough import run_child
+from bench.passthrough import print_table, run_child, run_raw_consume
 from streamsvc.dev import kafka
 from streamsvc.runtime.topics import admin_client, delete_topics, ensure_topics, read_all
 
@@ -76,23 +76,7 @@ def main() -> None:
     producer.flush(120)
     print(f"  preloaded in {time.monotonic() - started:.1f}s", flush=True)
 
-    raw = run_child(
-        "raw consume-and-discard (limit)",
-        [
-            sys.executable,
-            "bench/raw_consume.py",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            source,
-            "--records",
-            str(args.records),
-            "--batch",
-            str(args.batch_size),
-        ],
-        {},
-        args.records,
-    )
+    raw = run_raw_consume(bootstrap, source, args.records, args.batch_size)
     env = {
         "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap,
         "STREAMSVC_APP_ID": f"bench-q5-{run}",
@@ -121,14 +105,7 @@ def main() -> None:
             f"{sum((got - expected).values())} extra (of {sum(expected.values())})"
         )
     print(f"  correctness gate: {sum(got.values()):,} window counts equal the offline computation")
-    print()
-    print("| variant | records | events/s | % of limit | events per CPU-s | CPU s | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in (raw, q5):
-        print(
-            f"| {r.name} | {r.records:,} | {r.rate:,.0f} | {100 * r.rate / raw.rate:.0f} % "
-            f"| {r.per_cpu_s:,.0f} | {r.cpu_s:.1f} | {r.peak_rss_mb:.0f} |"
-        )
+    print_table([raw, q5])
     changelog = f"bench-q5-{run}.nexmark-q5-lite.bids-per-auction.changelog"
     delete_topics(admin, [source, output, f"{source}.dlq", changelog])
 

@@ -38,6 +38,8 @@ class Settings:
     metrics_port: int = 0  # 0 = no HTTP control plane
     metrics_host: str = "0.0.0.0"
     dlq_suffix: str = ".dlq"
+    idle_timeout_ms: int = 0  # windows: a partition without records this long stops holding back (0: never)
+    wall_clock_fallback: bool = False  # windows: idle partitions' watermark follows the wall clock
     state_dir: str = ""  # disk-backed stores; defaults to $STREAMSVC_HOME/state or ~/.cache/streamsvc/state
     topics: dict[str, str] = field(default_factory=dict)
     consumer: dict[str, Any] = field(default_factory=dict)

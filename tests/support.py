@@ -54,16 +54,14 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
         consumer.close()
 
 
-class WorkerProcess:
-    """`streamsvc run` in a child process, so tests can SIGKILL and SIGTERM it like Kubernetes does."""
+class ChildProcess:
+    """A `python -m <module> ...` child, so tests can SIGKILL and SIGTERM it like Kubernetes does."""
 
-    def __init__(
-        self, topology: str, env: dict[str, str], args: tuple[str, ...] = (), log: Path | None = None
-    ):
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path | None = None) -> None:
         self.log_path = log
         self._log = log.open("ab") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamsvc.cli.main", "run", topology, *args],
+            [sys.executable, "-m", *argv],
             env={**os.environ, **env},
             cwd=ROOT,
             stdout=self._log,
@@ -85,3 +83,12 @@ class WorkerProcess:
             self.kill()
         if hasattr(self._log, "close"):
             self._log.close()
+
+
+class WorkerProcess(ChildProcess):
+    """`streamsvc run <topology>` in a child process."""
+
+    def __init__(
+        self, topology: str, env: dict[str, str], args: tuple[str, ...] = (), log: Path | None = None
+    ) -> None:
+        super().__init__(["streamsvc.cli.main", "run", topology, *args], env, log)

@@ -71,6 +71,13 @@ STATE_RESTORED = Counter(
 )
 
 
+WATERMARK_LAG = Gauge(
+    "streamsvc_watermark_lag_seconds",
+    "Wall clock minus the agent's event-time watermark (minimum over active windowed partitions).",
+    LABELS,
+)
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set (VmHWM, which starts afresh at exec), in MiB; 0 if unknown."""
     try:

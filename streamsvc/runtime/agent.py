@@ -43,6 +43,7 @@ from streamsvc.runtime.processor import Processor, Tally
 from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
 from streamsvc.state.changelog import CHANGELOG_CONFIG, read_changelog, write_changes
 from streamsvc.topology.model import Topology
+from streamsvc.windows.watermark import WatermarkTracker
 
 TP = tuple[str, int]
 
@@ -82,6 +83,9 @@ class Agent:
         self._fatal: BaseException | None = None
         self._txn_started = 0.0
         self.global_readers: list[GlobalTableReader] = []
+        self._window_topics = {w.source_topic for w in self.processor.windows}
+        self.watermarks = WatermarkTracker(0, settings.idle_timeout_ms or None, settings.wall_clock_fallback)
+        self._last_idle_check = 0.0
         self.first_record_at: float | None = None  # monotonic; for throughput reporting
         self._bind_registry()
 
@@ -215,6 +219,8 @@ class Agent:
                 m.LAST_POLL.labels(**self._labels).set(time.time())
                 if msgs:
                     self._handle(msgs)
+                if self._window_topics:
+                    self._track_watermarks(now)
                 # Commit on the interval, and at once when the input is idle (keeps latency low).
                 if self.committer.in_transaction and (not msgs or now - self._txn_started >= interval):
                     self._commit()
@@ -284,8 +290,23 @@ class Agent:
             self._txn_started = time.monotonic()
         started = time.perf_counter()
         result = self.processor.process(good)
+        self._produce_all(result.outputs)
+        self.producer.poll(0)
+        positions = self._positions
+        for msg in good:  # in offset order per partition, so the last one wins
+            positions[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
+        self._pending.add(result.tally)
+        if self._window_topics:
+            for partition in {msg.partition() or 0 for msg in good if msg.topic() in self._window_topics}:
+                wm = self._partition_watermark(partition)
+                if wm is not None:
+                    self.watermarks.observe(partition, [wm])
+        m.PROCESSING_DURATION.labels(**self._labels).observe(time.perf_counter() - started)
+        m.BATCH_SIZE.labels(**self._labels).observe(len(good))
+
+    def _produce_all(self, outputs: list[OutputRecord]) -> None:
         produce = self.producer.produce
-        for rec in result.outputs:
+        for rec in outputs:
             try:
                 produce(rec.topic, rec.value, rec.key, headers=rec.headers, timestamp=rec.timestamp_ms)
             except BufferError:
@@ -294,13 +315,6 @@ class Agent:
                 if is_fatal(kafka_error(exc)):
                     raise FatalRuntimeError(f"produce failed fatally: {exc}") from exc
                 raise
-        self.producer.poll(0)
-        positions = self._positions
-        for msg in good:  # in offset order per partition, so the last one wins
-            positions[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
-        self._pending.add(result.tally)
-        m.PROCESSING_DURATION.labels(**self._labels).observe(time.perf_counter() - started)
-        m.BATCH_SIZE.labels(**self._labels).observe(len(good))
 
     def _produce_when_queue_frees(self, rec: OutputRecord) -> None:
         while True:
@@ -312,6 +326,31 @@ class Agent:
                 return
             except BufferError:
                 continue
+
+    def _partition_watermark(self, partition: int) -> int | None:
+        marks = [w.engine.watermark(partition) for w in self.processor.windows]
+        known = [wm for wm in marks if wm is not None]
+        return min(known) if known else None
+
+    def _track_watermarks(self, now: float) -> None:
+        """Export the agent watermark; with the wall-clock fallback, close idle partitions' windows."""
+        agent_wm = self.watermarks.agent_watermark()
+        if agent_wm is not None:
+            m.WATERMARK_LAG.labels(**self._labels).set(max(0.0, time.time() - agent_wm / 1000))
+        if not self.settings.wall_clock_fallback or now - self._last_idle_check < 0.5:
+            return
+        self._last_idle_check = now
+        wall_ms = int(time.time() * 1000)
+        for partition in sorted(self.watermarks.partitions):
+            if not self.watermarks.is_idle(partition):
+                continue
+            result = self.processor.advance_idle(partition, wall_ms)
+            if result.outputs:
+                if not self.committer.in_transaction:
+                    self.committer.begin()
+                    self._txn_started = time.monotonic()
+                self._produce_all(result.outputs)
+                self._pending.add(result.tally)
 
     def _flush_state(self) -> None:
         """Write the window state changed since the last commit to the changelogs, inside the open
@@ -435,6 +474,10 @@ class Agent:
                     _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
                     self._end_at_assign[(topic, partition)] = high
             self._restore_state(tps)  # before any record of these partitions is processed
+            windowed = [p for t, p in tps if t in self._window_topics]
+            if windowed:
+                restored = {p: wm for p in windowed if (wm := self._partition_watermark(p)) is not None}
+                self.watermarks.assign(windowed, restored)
             m.ASSIGNED_PARTITIONS.labels(**self._labels).set(len(self._assigned))
             self.health.set_ready(self.name, True)
             self.log.info("partitions_assigned", partitions=sorted(f"{t}:{p}" for t, p in tps))
@@ -464,6 +507,7 @@ class Agent:
         self._guard(lost)
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
+        self.watermarks.revoke([tp.partition for tp in partitions if tp.topic in self._window_topics])
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._assigned.discard(key)

@@ -486,6 +486,24 @@ class Processor:
             self._fold_windows(outputs, tally, absorbed_by)
         return BatchResult(outputs, tally)
 
+    def advance_idle(self, partition: int, wall_clock_ms: int) -> BatchResult:
+        """Raise the watermark of an idle partition's windows to the wall clock (minus each window's
+        allowed lateness) and emit the windows that closes. Opt-in (`wall_clock_fallback`): a replay
+        without the same idle periods may close windows later."""
+        outputs: list[OutputRecord] = []
+        tally = Tally()
+        for window in self.windows:
+            if partition not in window.engine.partitions:
+                continue
+            for result in window.engine.advance(partition, wall_clock_ms - window.op.allowed_lateness_ms):
+                value = (
+                    None
+                    if result.tombstone
+                    else {"start": result.start_ms, "end": result.end_ms, "value": _plain(result.value)}
+                )
+                self._emit_derived(window, result.key, value, result.end_ms, outputs, tally)
+        return BatchResult(outputs, tally)
+
     def _forget_rows(self, index: int) -> None:
         """Take back the window rows of a record that failed after reaching a window."""
         for window in self.windows:

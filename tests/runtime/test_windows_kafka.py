@@ -175,3 +175,33 @@ def test_crash_and_scale_out_restore_state_exactly(bootstrap: str, names, tmp_pa
     assert got == expected, (
         f"extra: {sorted(extra)[:4]}, missing: {len(missing)} {sorted(missing, key=lambda r: r[1])[:4]}"
     )
+
+
+def test_wall_clock_fallback_closes_windows_of_idle_partitions(bootstrap: str, names) -> None:  # type: ignore[no-untyped-def]
+    source = names.topic("input", PARTITIONS)
+    app = names("app")
+    names.track(names("output"), source + ".dlq", f"{app}.windowed-count.counts.changelog")
+    base = (int(time.time() * 1000) - 120_000) // SIZE * SIZE
+    parts = {p: [(f"k{p}", base + i * 100) for i in range(30)] for p in range(PARTITIONS)}  # in order
+    load(bootstrap, source, parts, 0, 10**9)
+    expected: Counter[tuple[str, int, int, int]] = Counter()
+    for recs in parts.values():
+        per_window = Counter((key, t - t % SIZE) for key, t in recs)
+        expected.update((key, start, start + SIZE, n) for (key, start), n in per_window.items())
+    settings = Settings(
+        app_id=app,
+        bootstrap_servers=bootstrap,
+        instance_id="w-idle",
+        idle_timeout_ms=500,
+        wall_clock_fallback=True,
+        topics={"input": source, "output": names("output")},
+    )
+    worker = Worker([load_topology(TOPOLOGY)], settings)
+    worker.start()
+    try:
+        # Without more input the last window of every partition only closes through the wall clock.
+        wait_for(lambda: outputs(bootstrap, names)[0] == expected, 60, "every window, the last ones included")
+    finally:
+        worker.stop()
+        assert worker.join(60) == 0
+    assert outputs(bootstrap, names)[0] == expected

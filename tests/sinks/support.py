@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -20,7 +15,7 @@ from streamsvc.sinks.iceberg.agent import IcebergSinkAgent
 from streamsvc.sinks.iceberg.catalog import CatalogConfig, make_catalog
 from streamsvc.sinks.iceberg.faults import FaultHook
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
-from tests.support import ROOT
+from tests.support import ROOT, ChildProcess
 
 SPEC = str(ROOT / "tests" / "sinks" / "specs" / "events.py")
 
@@ -54,34 +49,11 @@ def offset_counts(rows: pa.Table) -> Counter[tuple[str, int, int]]:
     return Counter(zip(*cols, strict=True))
 
 
-class SinkProcess:
-    """`python -m streamsvc.cli.iceberg sink` in a child process (SIGKILL/SIGTERM like Kubernetes)."""
+class SinkProcess(ChildProcess):
+    """`python -m streamsvc.cli.iceberg sink` in a child process."""
 
     def __init__(self, env: dict[str, str], args: tuple[str, ...] = (), log: Path | None = None) -> None:
-        self._log: Any = log.open("ab") if log else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamsvc.cli.iceberg", "sink", SPEC, *args],
-            env={**os.environ, **env},
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=self._log,
-        )
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def terminate(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.kill()
-        if hasattr(self._log, "close"):
-            self._log.close()
+        super().__init__(["streamsvc.cli.iceberg", "sink", SPEC, *args], env, log)
 
 
 class SinkThread:
