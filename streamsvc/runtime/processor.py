@@ -8,6 +8,7 @@ accounting invariant exact. Outputs of a message that fails half-way are discard
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from streamsvc.windows.operator import WindowedAggregation
 
 Emit = Callable[[Any, Any, list[tuple[int, Any, Any]]], None]
 ABSORBED = -1  # pseudo sink id: the record went into window state instead of a sink
+MAX_FUTURE_TIMESTAMP_MS = 10 * 60 * 1000
 
 
 @dataclass
@@ -585,6 +587,10 @@ class Processor:
         tally: Tally,
     ) -> None:
         """Send a window or join result down the rest of the topology to its sinks."""
+        # Results carry event time, but the broker rejects timestamps too far ahead of its clock
+        # (log.message.timestamp.after.max.ms, 1 h by default in Kafka 4): that would abort every
+        # transaction carrying the result. Clamp to a margin ahead of the wall clock.
+        timestamp_ms = min(timestamp_ms, int(time.time() * 1000) + MAX_FUTURE_TIMESTAMP_MS)
         downstream: list[tuple[int, Any, Any]] = []
         mark = len(outputs)
         try:

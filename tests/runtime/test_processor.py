@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -816,3 +817,25 @@ def test_failed_branch_declaration_leaves_the_topology_usable() -> None:
     stream.to("out", value_serde=JsonSerde())
     result = Processor(topology, Settings()).process([msg("a", {"v": 1})])
     assert result.tally.emitted["a"] == 1
+
+
+def test_window_results_stamped_far_in_the_future_are_clamped_to_the_broker_limit() -> None:
+    from streamsvc.runtime.processor import MAX_FUTURE_TIMESTAMP_MS
+    from streamsvc.windows import Count, Tumbling
+
+    future = int(time.time() * 1000) + 24 * 3600 * 1000
+    topology = Topology("clamp")
+    topology.source("a", value_serde=JsonSerde(), event_time=lambda v, ts: v["t"]).window(
+        "w", Tumbling(1_000), Count()
+    ).to("out", value_serde=JsonSerde())
+    p = proc(topology)
+    p.process(
+        [msg("a", {"t": future}, key=b"k", offset=0), msg("a", {"t": future + 5_000}, key=b"k", offset=1)]
+    )
+    closed = [
+        o
+        for o in p.process([msg("a", {"t": future + 9_000}, key=b"k", offset=2)]).outputs
+        if o.topic == "out"
+    ]
+    assert closed, "windows before the watermark must have closed"
+    assert all(o.timestamp_ms <= time.time() * 1000 + MAX_FUTURE_TIMESTAMP_MS for o in closed)
