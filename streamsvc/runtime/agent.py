@@ -186,17 +186,19 @@ class Agent:
         for reader in self.global_readers:
             reader.start()  # the whole replicated table before the first record is joined with it
         self.consumer = Consumer(self._consumer_config())
-        self.producer = Producer(self._producer_config())
         self.committer: Committer
         if s.guarantee == "exactly_once":
+            self.producer = Producer(self._producer_config())
             txn = TransactionalCommitter(self.producer, self.consumer, self.log)
             txn.init()
             self.committer = txn
         else:
-            alo = AtLeastOnceCommitter(self.producer, self.consumer, self.log)
-            self.producer = Producer({**self._producer_config(), "on_delivery": alo.on_delivery})
-            alo.producer = self.producer
-            self.committer = alo
+            # Delivery failures must reach the committer, which needs the producer: bind late.
+            committer: list[AtLeastOnceCommitter] = []
+            on_delivery = lambda err, msg: committer[0].on_delivery(err, msg)  # noqa: E731
+            self.producer = Producer({**self._producer_config(), "on_delivery": on_delivery})
+            committer.append(AtLeastOnceCommitter(self.producer, self.consumer, self.log))
+            self.committer = committer[0]
         self.health.set_ready(self.name, False)
         self.consumer.subscribe(
             self.processor.source_topics,
