@@ -38,8 +38,9 @@ from streamsvc.joins.copartition import check_copartitioned
 from streamsvc.observability import metrics as m
 from streamsvc.observability.http import HealthState
 from streamsvc.observability.logging import get_logger
+from streamsvc.runtime.compiled import Tally
 from streamsvc.runtime.global_tables import GlobalTableReader
-from streamsvc.runtime.processor import Processor, Tally
+from streamsvc.runtime.processor import Processor
 from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
 from streamsvc.state.changelog import CHANGELOG_CONFIG, read_changelog, write_changes
 from streamsvc.topology.model import Topology

@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from streamsvc.errors import DecodeError
 from streamsvc.observability import metrics as m
-from streamsvc.runtime.processor import CompiledGlobalTable
+from streamsvc.runtime.compiled import CompiledGlobalTable
 from streamsvc.serde.base import SerdeContext
 
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from streamsvc.config import Settings
 from streamsvc.dlq.records import OutputRecord, Stage, dlq_headers
 from streamsvc.errors import TopologyError
-from streamsvc.runtime.processor import Processor, Tally
+from streamsvc.runtime.compiled import Tally
+from streamsvc.runtime.processor import Processor
 from streamsvc.serde.json import JsonSerde
 from streamsvc.serde.raw import StringSerde
 from streamsvc.topology.model import Topology
