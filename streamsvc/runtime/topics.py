@@ -19,6 +19,10 @@ from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ign
 
 from streamsvc.errors import ConfigError
 
+_NO_LEADER_YET = frozenset(
+    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
+
 
 def admin_client(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})
@@ -56,9 +60,17 @@ def ensure_topics(
 
 
 def _wait_for_metadata(admin: AdminClient, topics: list[str], timeout: float) -> None:
+    """Until every partition of the new topics has a leader (a fresh topic answers NOT_LEADER before)."""
     deadline = time.monotonic() + timeout
     while topics and time.monotonic() < deadline:
-        if len(partition_counts(admin, topics)) == len(topics):
+        meta = admin.list_topics(timeout=timeout).topics
+        if all(
+            t in meta
+            and not meta[t].error
+            and meta[t].partitions
+            and all(p.leader >= 0 for p in meta[t].partitions.values())
+            for t in topics
+        ):
             return
         time.sleep(0.1)
 
@@ -82,8 +94,17 @@ def end_offsets(
     latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
     request = {TopicPartition(topic, p): latest for p in range(parts)}
     level = IsolationLevel.READ_COMMITTED if read_committed else IsolationLevel.READ_UNCOMMITTED
-    result = admin.list_offsets(request, isolation_level=level, request_timeout=timeout)
-    return {tp.partition: fut.result().offset for tp, fut in result.items()}
+    deadline = time.monotonic() + timeout
+    while True:
+        result = admin.list_offsets(request, isolation_level=level, request_timeout=timeout)
+        try:
+            return {tp.partition: fut.result().offset for tp, fut in result.items()}
+        except KafkaException as exc:
+            # A topic created a moment ago (e.g. a DLQ the worker just made) may not have a leader yet.
+            err = exc.args[0]
+            if not (err.retriable() or err.code() in _NO_LEADER_YET) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def read_all(bootstrap: str, topic: str, read_committed: bool = True, timeout: float = 60.0) -> list[Message]:
