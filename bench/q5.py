@@ -52,6 +52,10 @@ def main() -> None:
     p.add_argument("--records", type=int, default=1_000_000)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=5000)
+    p.add_argument(
+        "--peers-python",
+        help="python of the peers venv (bench/peers/requirements.txt) to run Quix Streams in the same run",
+    )
     args = p.parse_args()
     bootstrap = os.environ.get("STREAMSVC_BOOTSTRAP_SERVERS") or kafka.start(kafka.LocalKafka.from_env())
     admin = admin_client(bootstrap)
@@ -94,20 +98,41 @@ def main() -> None:
         env,
         args.records,
     )
-    got: Counter[tuple[str, int, int, int]] = Counter()
-    for msg in read_all(bootstrap, output):
-        v = orjson.loads(msg.value() or b"null")
-        got[((msg.key() or b"").decode(), v["start"], v["end"], v["value"])] += 1
     expected = oracle(per_partition)
-    if got != expected:
-        raise SystemExit(
-            f"WRONG RESULT: {sum((expected - got).values())} window counts missing, "
-            f"{sum((got - expected).values())} extra (of {sum(expected.values())})"
-        )
-    print(f"  correctness gate: {sum(got.values()):,} window counts equal the offline computation")
-    print_table([raw, q5])
+    results = [raw, q5]
+    gate = {q5.name: check(bootstrap, output, expected)}
+    if args.peers_python:
+        peer_output = f"bench.{run}.quix_counts"
+        print("running: Quix Streams Q5-lite exactly-once, 1 s commits ...", flush=True)
+        command = [args.peers_python, "bench/peers/quix_q5.py", "--bootstrap", bootstrap, "--source", source]
+        command += ["--output", peer_output, "--group", f"bench-quix-{run}"]
+        quix = run_child("Quix Streams 3.28 Q5-lite exactly-once, 1 s commits", command, {}, args.records)
+        results.append(quix)
+        gate[quix.name] = check(bootstrap, peer_output, expected)
+        delete_topics(admin, [peer_output])
+    for name, verdict in gate.items():
+        print(f"  correctness gate, {name}: {verdict}")
+    print_table(results)
     changelog = f"bench-q5-{run}.nexmark-q5-lite.bids-per-auction.changelog"
     delete_topics(admin, [source, output, f"{source}.dlq", changelog])
+    # A wrong streamsvc result fails the run; a peer's differences are reported in its gate line.
+    if not gate[q5.name].startswith("equal"):
+        raise SystemExit("WRONG RESULT: streamsvc does not equal the offline computation (see its gate line)")
+
+
+def check(bootstrap: str, topic: str, expected: Counter[tuple[str, int, int, int]]) -> str:
+    """Compare a variant's window counts with the offline computation; a wrong result is a failure."""
+    got: Counter[tuple[str, int, int, int]] = Counter()
+    for msg in read_all(bootstrap, topic):
+        v = orjson.loads(msg.value() or b"null")
+        got[((msg.key() or b"").decode(), v["start"], v["end"], v["value"])] += 1
+    if got == expected:
+        return f"equal ({sum(got.values()):,} window counts)"
+    missing, extra = expected - got, got - expected
+    return (
+        f"WRONG: {sum(missing.values())} window counts missing, {sum(extra.values())} extra "
+        f"(of {sum(expected.values())}); missing e.g. {sorted(missing)[:3]}, extra e.g. {sorted(extra)[:3]}"
+    )
 
 
 if __name__ == "__main__":
