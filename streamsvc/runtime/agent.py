@@ -39,6 +39,7 @@ from streamsvc.observability import metrics as m
 from streamsvc.observability.http import HealthState
 from streamsvc.observability.logging import get_logger
 from streamsvc.runtime.compiled import Tally
+from streamsvc.runtime.fatal import FatalLatch
 from streamsvc.runtime.global_tables import GlobalTableReader
 from streamsvc.runtime.processor import Processor
 from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
@@ -49,7 +50,7 @@ from streamsvc.windows.watermark import WatermarkTracker
 TP = tuple[str, int]
 
 
-class Agent:
+class Agent(FatalLatch):
     """Runs `topology` until `stop` is set, the input is exhausted (`until_caught_up`), or a fatal error."""
 
     def __init__(
@@ -81,7 +82,7 @@ class Agent:
         self._committed: dict[TP, int] = {}  # next offsets as of the last successful commit
         self._end_at_assign: dict[TP, int] = {}
         self._assigned: set[TP] = set()
-        self._fatal: BaseException | None = None
+        self._fatal = None
         self._txn_started = 0.0
         self.global_readers: list[GlobalTableReader] = []
         self._window_topics = {w.source_topic for w in self.processor.windows}
@@ -159,12 +160,6 @@ class Agent:
         created += ensure_topics(admin, changelogs, CHANGELOG_CONFIG)
         if created:
             self.log.info("topics_created", topics=created, partitions=partitions)
-
-    def _on_client_error(self, err: KafkaError) -> None:
-        if is_fatal(err):
-            self._fatal = FatalRuntimeError(f"fatal Kafka client error: {err}")
-        else:
-            self.log.warning("kafka_client_error", error=str(err))
 
     def _on_stats(self, raw: str) -> None:
         stats = orjson.loads(raw)
@@ -257,14 +252,6 @@ class Agent:
             self.log.warning("consumer_close_failed", error=str(exc))
         self.producer.flush(5)
         self.health.set_ready(self.name, False)
-
-    def _raise_if_fatal(self) -> None:
-        if self._fatal is not None:
-            raise (
-                self._fatal
-                if isinstance(self._fatal, FatalRuntimeError)
-                else FatalRuntimeError(str(self._fatal))
-            )
 
     def _handle(self, msgs: list[Message]) -> None:
         good: list[Message] = []
@@ -452,12 +439,6 @@ class Agent:
         )
 
     # ---- rebalance callbacks (run inside consume()) ---------------------------------------------
-
-    def _guard(self, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except BaseException as exc:  # surfaced after consume() returns, not inside librdkafka
-            self._fatal = exc
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         def assign() -> None:

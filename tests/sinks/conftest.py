@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -25,13 +27,18 @@ def postgres_url() -> Iterator[str]:
     give_up = pytest.fail if os.environ.get("CI") else pytest.skip
     if find_spec("psycopg2") is None:
         give_up("psycopg2 is not installed (pyiceberg[sql-postgres])")
-    started = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=600)
+    # A free port of our own, so that another PostgreSQL (or another test run) cannot collide with it.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        env = {**os.environ, "STREAMSVC_PG_PORT": str(probe.getsockname()[1])}
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env)
+    started = run(["bash", str(SCRIPT), "start"], timeout=600)
     if started.returncode != 0:
         give_up(f"cannot start PostgreSQL: {started.stderr[-2000:]}")
     try:
         yield started.stdout.strip().splitlines()[-1]
     finally:
-        subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=120)
+        run(["bash", str(SCRIPT), "stop"], timeout=120)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

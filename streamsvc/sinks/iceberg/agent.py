@@ -35,6 +35,7 @@ from streamsvc.eos.transactions import is_fatal
 from streamsvc.errors import DecodeError, FatalRuntimeError
 from streamsvc.observability import metrics as m
 from streamsvc.observability.logging import get_logger
+from streamsvc.runtime.fatal import FatalLatch
 from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
 from streamsvc.serde.base import SerdeContext
 from streamsvc.serde.debezium import ChangeRecord
@@ -47,7 +48,7 @@ from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
 from streamsvc.sinks.iceberg.writer import TableWriter
 
 
-class IcebergSinkAgent:
+class IcebergSinkAgent(FatalLatch):
     """Runs one `IcebergSinkSpec` until `stop` is set, the input is caught up, or a fatal error."""
 
     def __init__(
@@ -112,7 +113,7 @@ class IcebergSinkAgent:
         self._bytes = 0
         self._pending = {"consumed": 0, "rows": 0, "dead": 0}
         self._last_commit = time.monotonic()
-        self._fatal: BaseException | None = None
+        self._fatal = None
         self.committed_rows = 0
         self.commits = 0
 
@@ -145,19 +146,6 @@ class IcebergSinkAgent:
             "error_cb": self._on_client_error,
             **{k: v for k, v in s.producer.items() if k != "transactional.id"},
         }
-
-    def _on_client_error(self, err: KafkaError) -> None:
-        if is_fatal(err):
-            self._fatal = FatalRuntimeError(f"fatal Kafka client error: {err}")
-        else:
-            self.log.warning("kafka_client_error", error=str(err))
-
-    def _raise_if_fatal(self) -> None:
-        if self._fatal is not None:
-            fatal = self._fatal
-            if isinstance(fatal, FatalRuntimeError):
-                raise fatal
-            raise FatalRuntimeError(f"{type(fatal).__name__}: {fatal}") from fatal
 
     # ---- main loop ----------------------------------------------------------------------------
 
@@ -410,12 +398,6 @@ class IcebergSinkAgent:
         self.log.warning("iceberg_writer_fenced_reseeked", offsets=offsets)
 
     # ---- rebalance callbacks (run inside consume()) ---------------------------------------------
-
-    def _guard(self, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except BaseException as exc:  # surfaced after consume() returns, not inside librdkafka
-            self._fatal = exc
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         def assign() -> None:
