@@ -64,12 +64,19 @@ def test_interval_join_equals_the_offline_join(bootstrap: str, names, how: str) 
             producer.produce(
                 topic, orjson.dumps({"id": rid, "t": t}), key, partition=KEYS.index(key) % PARTITIONS
             )
-    # One record per partition far enough ahead to close every interval (and no match for it).
-    for p in range(PARTITIONS):
-        producer.produce(orders, orjson.dumps({"id": -1, "t": base + 900_000}), b"flush", partition=p)
     assert producer.flush(30) == 0
     topics = {"orders": orders, "payments": payments, "joined": names("joined")}
     settings = Settings(app_id=app, bootstrap_servers=bootstrap, instance_id="ij-0", topics=topics)
+    # Phase 1: both sides, in whatever interleaving the consumer picks; the grace covers the data's
+    # whole time span, so nothing is late and no interval closes yet.
+    worker = Worker([build(how)], settings, until_caught_up=True)
+    worker.start()
+    assert worker.join(120) == 0
+    # Phase 2, a new worker (state restored from the changelog): one record per partition far enough
+    # ahead to close every interval. Sent only now, so it cannot overtake the other side's records.
+    for p in range(PARTITIONS):
+        producer.produce(orders, orjson.dumps({"id": -1, "t": base + 900_000}), b"flush", partition=p)
+    assert producer.flush(30) == 0
     worker = Worker([build(how)], settings, until_caught_up=True)
     worker.start()
     assert worker.join(120) == 0
