@@ -17,7 +17,6 @@ import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -256,12 +255,7 @@ class Agent(FatalLatch):
     def _handle(self, msgs: list[Message]) -> None:
         good: list[Message] = []
         for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if is_fatal(err):
-                    raise FatalRuntimeError(f"fatal consumer error: {err}")
-                if err.code() != KafkaError._PARTITION_EOF:
-                    self.log.warning("consume_error", error=str(err))
+            if not self._is_record(msg):
                 continue
             tp = (msg.topic() or "", msg.partition() or 0)
             if tp not in self._assigned:  # a stale fetch of a partition revoked meanwhile

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Message
 
 from streamsvc.eos.transactions import is_fatal
 from streamsvc.errors import FatalRuntimeError
@@ -31,6 +31,17 @@ class FatalLatch:
             fn()
         except BaseException as exc:  # surfaced after consume() returns, not inside librdkafka
             self._fatal = exc
+
+    def _is_record(self, msg: Message) -> bool:
+        """False for a consumer event (logged) instead of a record; raises on a fatal consumer error."""
+        err = msg.error()
+        if err is None:
+            return True
+        if is_fatal(err):
+            raise FatalRuntimeError(f"fatal consumer error: {err}")
+        if err.code() != KafkaError._PARTITION_EOF:
+            self.log.warning("consume_error", error=str(err))
+        return False
 
     def _raise_if_fatal(self) -> None:
         fatal = self._fatal

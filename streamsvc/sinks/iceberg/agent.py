@@ -21,7 +21,6 @@ import pyarrow as pa
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -31,7 +30,6 @@ from pyiceberg.catalog import Catalog
 
 from streamsvc.config import Settings
 from streamsvc.dlq.records import Stage, dead_letter
-from streamsvc.eos.transactions import is_fatal
 from streamsvc.errors import DecodeError, FatalRuntimeError
 from streamsvc.observability import metrics as m
 from streamsvc.observability.logging import get_logger
@@ -198,12 +196,7 @@ class IcebergSinkAgent(FatalLatch):
         sources: list[Message] = []
         serde, ctx = self.spec.value_serde, SerdeContext(self.topic)
         for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if is_fatal(err):
-                    raise FatalRuntimeError(f"fatal consumer error: {err}")
-                if err.code() != KafkaError._PARTITION_EOF:
-                    self.log.warning("consume_error", error=str(err))
+            if not self._is_record(msg):
                 continue
             p, off = msg.partition() or 0, msg.offset() or 0
             if p not in self._assigned or off < self._positions.get(p, self._expected.get(p) or 0):
