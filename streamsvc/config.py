@@ -41,6 +41,12 @@ class Settings:
     idle_timeout_ms: int = 0  # windows: a partition without records this long stops holding back (0: never)
     wall_clock_fallback: bool = False  # windows: idle partitions' watermark follows the wall clock
     state_dir: str = ""  # disk-backed stores; defaults to $STREAMSVC_HOME/state or ~/.cache/streamsvc/state
+    wait_for_sources_s: float = (
+        0.0  # wait this long for missing source topics before failing (0: fail at once)
+    )
+    max_consecutive_aborts: int = 10  # this many aborts in a row without a commit: not ready (livelock)
+    client_timeout_ms: int = 10_000  # one attempt of a blocking Kafka call (a timed-out commit is resumed)
+    client_deadline_ms: int = 120_000  # all attempts of one call; past it the agent is stuck and exits
     topics: dict[str, str] = field(default_factory=dict)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
@@ -51,7 +57,20 @@ class Settings:
 
     @property
     def effective_instance_id(self) -> str:
-        return self.instance_id or os.environ.get("POD_NAME") or socket.gethostname()
+        """`instance_id`, else $POD_NAME (a StatefulSet ordinal), else `<host>-<pid>`: two processes on
+        one host never share an id, but that last one changes on every restart."""
+        return self.instance_id or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def stable_instance_id(self) -> bool:
+        """Whether the instance id survives a restart (then a restarted instance fences its zombie)."""
+        return bool(self.instance_id or os.environ.get("POD_NAME"))
+
+    @property
+    def effective_static_membership(self) -> bool:
+        """Static membership only for stable ids: an id that changes on every restart would leave its
+        old member holding partitions until the session times out."""
+        return self.static_membership and self.stable_instance_id
 
     @property
     def effective_state_dir(self) -> Path:
@@ -68,6 +87,7 @@ class Settings:
 
 
 _SCALAR_FIELDS = {f.name: f for f in fields(Settings) if f.name not in ("topics", "consumer", "producer")}
+KNOWN_SECTIONS = ("streamsvc", "topics", "consumer", "producer", "iceberg")
 _TOPIC_ENV = re.compile(r"^STREAMSVC_TOPIC_(?P<name>.+)$")
 
 
@@ -112,6 +132,9 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
                 doc = tomllib.load(fh)
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+        unknown = sorted(set(doc) - set(KNOWN_SECTIONS))
+        if unknown:
+            raise ConfigError(f"{p}: unknown section(s) {unknown}; known: {list(KNOWN_SECTIONS)}")
         for key, raw in doc.get("streamsvc", {}).items():
             if key not in _SCALAR_FIELDS:
                 raise ConfigError(f"{p}: unknown setting [streamsvc].{key}; known: {sorted(_SCALAR_FIELDS)}")
@@ -132,4 +155,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         raise ConfigError(f"guarantee must be one of {GUARANTEES}, got {settings.guarantee!r}")
     if settings.commit_interval_ms <= 0 or settings.batch_size <= 0:
         raise ConfigError("commit_interval_ms and batch_size must be positive")
+    if settings.client_timeout_ms <= 0 or settings.client_deadline_ms < settings.client_timeout_ms:
+        raise ConfigError("client_timeout_ms must be positive and client_deadline_ms at least as large")
+    if settings.max_consecutive_aborts <= 0 or settings.wait_for_sources_s < 0:
+        raise ConfigError("max_consecutive_aborts must be positive and wait_for_sources_s >= 0")
     return settings

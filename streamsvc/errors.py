@@ -53,3 +53,14 @@ class LateRecordError(StreamsvcError):
 
 class FatalRuntimeError(StreamsvcError):
     """The agent cannot continue safely (fenced producer, invalid epoch): the process must exit non-zero."""
+
+
+class RecordFoldError(StreamsvcError):
+    """A stateful engine failed on one record of a batch (`index`, in the rows it was given). Its
+    in-memory state is undefined afterwards: the runtime aborts, restores it and dead-letters the
+    record on the re-run."""
+
+    def __init__(self, index: int, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.index = index
+        self.cause = cause

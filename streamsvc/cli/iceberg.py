@@ -7,15 +7,12 @@ error (fenced Kafka client, commit impossible), 1 after any other error.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import timedelta
-from types import FrameType
 
 from streamsvc.config import load_settings
-from streamsvc.errors import FatalRuntimeError, StreamsvcError
+from streamsvc.errors import StreamsvcError
 from streamsvc.observability.logging import configure_logging, get_logger
 
 EXIT_OK, EXIT_ERROR, EXIT_FATAL = 0, 1, 2
@@ -55,7 +52,10 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def run_sink(args: argparse.Namespace) -> int:
-    """Run one agent thread per spec; SIGTERM finishes the open commit and exits 0."""
+    """Run one agent per spec in a worker (control plane on `metrics_port`); SIGTERM finishes the open
+    commit and exits 0."""
+    from streamsvc.observability.http import HealthState
+    from streamsvc.runtime.worker import Worker
     from streamsvc.sinks.iceberg.agent import IcebergSinkAgent
     from streamsvc.sinks.iceberg.catalog import load_catalog_config, make_catalog
     from streamsvc.sinks.iceberg.spec import load_specs
@@ -63,40 +63,16 @@ def run_sink(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     catalog_config = load_catalog_config(args.config)
     specs = [s for ref in args.spec for s in load_specs(ref)]
-    log = get_logger(app=settings.app_id)
-    stop = threading.Event()
-    codes: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal_received_draining", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    def run_one(agent: IcebergSinkAgent) -> None:
-        try:
-            agent.run(stop)
-        except FatalRuntimeError:
-            log.error("iceberg_sink_fatal", agent=agent.spec.name, exc_info=True)
-            codes.append(EXIT_FATAL)
-            stop.set()
-        except Exception:
-            log.error("iceberg_sink_crashed", agent=agent.spec.name, exc_info=True)
-            codes.append(EXIT_ERROR)
-            stop.set()
-
+    health = HealthState()
     agents = [
-        IcebergSinkAgent(spec, settings, make_catalog(catalog_config), until_caught_up=args.until_caught_up)
+        IcebergSinkAgent(spec, settings, make_catalog(catalog_config), args.until_caught_up, health=health)
         for spec in specs
     ]
-    threads = [threading.Thread(target=run_one, args=(a,), name=f"iceberg-{a.spec.name}") for a in agents]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        for t in threads:
-            t.join(0.2)
-    return max(codes, default=EXIT_OK)
+    worker = Worker([], settings, agents=agents, health=health)
+    code = worker.run()
+    for line in worker.errors:
+        print(f"streamsvc iceberg: error: {line}", file=sys.stderr)
+    return code
 
 
 def run_maintain(args: argparse.Namespace) -> int:
@@ -124,8 +100,8 @@ def run_merge(args: argparse.Namespace) -> int:
     """One silver merge per spec that has a `silver_table`; prints one JSON report line each."""
     import orjson
 
+    from streamsvc.faults import faults_from_env
     from streamsvc.sinks.iceberg.catalog import load_catalog_config, make_catalog
-    from streamsvc.sinks.iceberg.faults import faults_from_env
     from streamsvc.sinks.iceberg.merge import SilverMerger
     from streamsvc.sinks.iceberg.spec import load_specs
 

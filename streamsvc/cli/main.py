@@ -18,7 +18,11 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     topologies = [load_topology(ref) for ref in args.topology]
-    return Worker(topologies, settings, until_caught_up=args.until_caught_up).run()
+    worker = Worker(topologies, settings, until_caught_up=args.until_caught_up)
+    code = worker.run()
+    for line in worker.errors:
+        print(f"streamsvc: error: {line}", file=sys.stderr)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:

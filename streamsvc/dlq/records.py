@@ -44,13 +44,26 @@ def _as_bytes(data: str | bytes | None) -> bytes | None:
 
 
 def dead_letter(
-    msg: SourceMessage, dlq_topic: str, stage: Stage, exc: BaseException | str, app: str
+    msg: SourceMessage,
+    dlq_topic: str,
+    stage: Stage,
+    exc: BaseException | str,
+    app: str,
+    max_bytes: int | None = None,
+    error_class: str | None = None,
 ) -> OutputRecord:
-    """Build the DLQ record for `msg`: key, value and headers untouched, `dlq.*` headers appended."""
+    """Build the DLQ record for `msg`: key, value and headers untouched, `dlq.*` headers appended.
+
+    A record that would exceed `max_bytes` (key + value + headers) keeps its headers and a truncated
+    value, with `dlq.payload.truncated=true` and `dlq.payload.size=<original bytes>`. The DLQ record is
+    stamped with the time of dead-lettering (the original time is in `dlq.source.timestamp`), so an
+    out-of-range source timestamp cannot get the DLQ record refused too. `error_class` overrides the
+    class name taken from `exc` (when re-writing a dead letter recorded earlier).
+    """
     if isinstance(exc, BaseException):
-        error_class, message = error_class_name(exc), str(exc) or repr(exc)
+        error_class, message = error_class or error_class_name(exc), str(exc) or repr(exc)
     else:
-        error_class, message = "streamsvc.errors.ExpectationFailed", exc
+        error_class, message = error_class or "streamsvc.errors.ExpectationFailed", exc
     _, ts = msg.timestamp()
     original = msg.headers() or []
     headers: Headers = list(original.items() if isinstance(original, dict) else original)
@@ -64,7 +77,28 @@ def dead_letter(
         ("dlq.source.timestamp", str(ts).encode()),
         ("dlq.app", app.encode()),
     ]
-    return OutputRecord(dlq_topic, _as_bytes(msg.key()), _as_bytes(msg.value()), ts, headers)
+    key, value = _as_bytes(msg.key()), _as_bytes(msg.value())
+    if max_bytes is not None:
+        key, value = _fit(key, value, headers, max_bytes)
+    return OutputRecord(dlq_topic, key, value, 0, headers)
+
+
+def _size(headers: Headers) -> int:
+    return sum(len(k) + len(v or b"") for k, v in headers)
+
+
+def _fit(
+    key: bytes | None, value: bytes | None, headers: Headers, max_bytes: int
+) -> tuple[bytes | None, bytes | None]:
+    """Truncate `value` (and an outsized `key`) so that the record fits in `max_bytes`."""
+    if len(key or b"") + len(value or b"") + _size(headers) <= max_bytes:
+        return key, value
+    headers += [("dlq.payload.truncated", b"true"), ("dlq.payload.size", str(len(value or b"")).encode())]
+    if key is not None and len(key) > max_bytes // 4:
+        headers += [("dlq.key.truncated", b"true"), ("dlq.key.size", str(len(key)).encode())]
+        key = key[: max_bytes // 4]
+    room = max_bytes - _size(headers) - len(key or b"")
+    return key, (value or b"")[: max(0, room)]
 
 
 def dlq_headers(headers: Any) -> dict[str, str]:

@@ -41,9 +41,10 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from streamsvc.errors import RecordFoldError
 from streamsvc.joins._common import JoinType, check_how
 
-__all__ = ["IntervalJoin", "IntervalJoinOutput", "JoinResult"]
+__all__ = ["CombineFailed", "IntervalJoin", "IntervalJoinOutput", "JoinResult"]
 
 L = TypeVar("L")
 R = TypeVar("R")
@@ -54,6 +55,15 @@ _META = b"m"
 _KINDS = (b"l", b"r")  # changelog key: kind + int64 time + int64 seq + record key
 _TIME_SEQ = struct.Struct(">qq")
 _MATCHED, _UNMATCHED = b"1", b"0"  # changelog value: flag + orjson value
+
+
+@dataclass(frozen=True, slots=True)
+class CombineFailed:
+    """The value of a result whose `combine` raised: the runtime dead-letters it with both inputs."""
+
+    error: Exception
+    left: Any
+    right: Any
 
 
 class JoinResult(NamedTuple, Generic[Out]):
@@ -252,23 +262,26 @@ class IntervalJoin(Generic[L, R, Out]):
         # Other-side times t' that match a record at t: t + lo <= t' <= t + hi.
         lo, hi = (-self.before_ms, self.after_ms) if is_left else (-self.after_ms, self.before_ms)
         emit_unmatched = is_left and self.how == "left"
-        combine, grace = self.combine, self.grace_ms
+        combine, grace = self._combine, self.grace_ms
         results: list[JoinResult[Out]] = []
         late = np.zeros(len(ts), dtype=np.bool_)
         for i, t in enumerate(ts):
             if t < st.wm:
                 late[i] = True
                 continue
+            key, value = keys[i], values[i]
+            try:
+                data = orjson.dumps(value)
+            except TypeError as exc:  # before any state changes: the record fails on its own
+                raise RecordFoldError(i, exc) from exc
             if st.max_t is None or t > st.max_t:
                 st.max_t = t
                 st.wm = max(st.wm, t - grace)
                 st.meta_dirty = True
-            key, value = keys[i], values[i]
             if key is None:
                 if emit_unmatched:
                     results.append(JoinResult(None, t, combine(value, None)))
                 continue
-            data = orjson.dumps(value)
             matched = False
             bucket = other.buffers.get(key)
             if bucket:
@@ -297,7 +310,14 @@ class IntervalJoin(Generic[L, R, Out]):
         st.evict(st.sides[1])
         if self.how != "left":
             return []
-        return [JoinResult(key, e.time, self.combine(e.value, None)) for key, e in lefts if not e.matched]
+        return [JoinResult(key, e.time, self._combine(e.value, None)) for key, e in lefts if not e.matched]
+
+    def _combine(self, left: Any, right: Any) -> Any:
+        """`combine`, or a `CombineFailed` result (routed to the DLQ) when it raises."""
+        try:
+            return self.combine(left, right)
+        except Exception as exc:
+            return CombineFailed(exc, left, right)
 
     def advance(self, partition: int, watermark_ms: int) -> list[JoinResult[Out]]:
         """Raise a partition's watermark without records (e.g. a wall-clock fallback for a quiet

@@ -39,6 +39,11 @@ TRANSACTIONS_COMMITTED = Counter(
 TRANSACTIONS_ABORTED = Counter(
     "streamsvc_transactions_aborted_total", "Kafka transactions aborted and rewound.", LABELS
 )
+CONSECUTIVE_ABORTS = Gauge(
+    "streamsvc_consecutive_aborts",
+    "Aborts since the last commit that named no culprit; at max_consecutive_aborts the agent is not ready.",
+    LABELS,
+)
 COMMIT_DURATION = Histogram(
     "streamsvc_commit_duration_seconds",
     "Time to send offsets and commit a transaction.",

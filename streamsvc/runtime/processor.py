@@ -11,16 +11,12 @@ folded into them per partition after the per-record loop, so those engines work 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import numpy as np
-import orjson
 
 from streamsvc.config import Settings
 from streamsvc.dlq.records import OutputRecord, SourceMessage, Stage, dead_letter
-from streamsvc.errors import DecodeError, LateRecordError, TopologyError
+from streamsvc.errors import DecodeError, TopologyError
 from streamsvc.joins.interval import IntervalJoin
 from streamsvc.joins.table import CdcTable, GlobalTable
 from streamsvc.runtime.compiled import (
@@ -36,6 +32,8 @@ from streamsvc.runtime.compiled import (
     Emit,
     Tally,
 )
+from streamsvc.runtime.outputs import Quarantine, RecordRejected, TopicLimits
+from streamsvc.runtime.stateful import Absorbed, advance_idle, fold
 from streamsvc.serde.base import Serde, SerdeContext
 from streamsvc.state.changelog import changelog_topic
 from streamsvc.state.store import KeyValueStore, SqliteStore
@@ -56,10 +54,10 @@ from streamsvc.topology.model import (
     WindowOp,
 )
 from streamsvc.validation.expectations import first_violation
-from streamsvc.windows.aggregations import Count
+from streamsvc.windows._codec import encode_key
 from streamsvc.windows.operator import WindowedAggregation
 
-MAX_FUTURE_TIMESTAMP_MS = 10 * 60 * 1000
+_PLAIN_KEYS = frozenset({bytes, str, int, type(None)})
 
 
 class Processor:
@@ -81,6 +79,9 @@ class Processor:
         }
         self.copartitioned: list[tuple[str, str]] = []  # (stream topic, table topic) pairs joined
         self._ctx = [0, 0, 0]  # message number, partition, event time of the record being processed
+        self.quarantine = Quarantine()
+        self._limits: dict[str, TopicLimits] = {}
+        self._default_limits = TopicLimits()
         self.sources: dict[str, CompiledSource] = {}
         for src in topology.sources:
             if src.table is not None:
@@ -213,10 +214,15 @@ class Processor:
             op, engine, source, changelog_topic(settings.app_id, self.agent, op.name), dlq, forward
         )
         self.windows.append(window)
-        rows, ctx, pick = window.rows, self._ctx, op.value
+        rows, ctx, pick, check = window.rows, self._ctx, op.value, op.aggregation.check
 
         def absorb(k: Any, v: Any, out: list[tuple[int, Any, Any]]) -> None:
-            rows.append((ctx[0], ctx[1], k, ctx[2], v if pick is None else pick(v)))
+            # What would fail inside the engine fails here, on its own record, before any folding.
+            if k.__class__ not in _PLAIN_KEYS:
+                encode_key(k)
+            value = v if pick is None else pick(v)
+            check(value)
+            rows.append((ctx[0], ctx[1], k, ctx[2], value))
             out.append((ABSORBED, None, None))
 
         return absorb
@@ -306,8 +312,18 @@ class Processor:
 
         return branch
 
+    def limits(self, topic: str) -> TopicLimits:
+        """What the broker accepts on `topic` (`set_limits`; defaults until then)."""
+        return self._limits.get(topic, self._default_limits)
+
+    def set_limits(self, limits: Mapping[str, TopicLimits], default: TopicLimits | None = None) -> None:
+        self._limits = dict(limits)
+        if default is not None:
+            self._default_limits = default
+
     def process(self, messages: Sequence[SourceMessage]) -> BatchResult:
-        """Process one batch; never raises for bad records (they become DLQ outputs).
+        """Process one batch. A bad record becomes a DLQ output and the rest goes on; only a record that
+        fails inside a stateful engine raises `RetryBatch` (it is poisoned for the re-run).
 
         This is the hot path: lookups are hoisted out of the loop and a failed record's partial outputs
         are cut off the shared output list instead of being staged in a per-record list. Records that
@@ -317,14 +333,19 @@ class Processor:
         append = outputs.append
         tally = Tally()
         consumed, emitted, filtered, produced = tally.consumed, tally.emitted, tally.filtered, tally.produced
-        sinks = [
-            (s.topic, s.key_serde.serialize, s.value_serde.serialize, s.key_ctx, s.value_ctx)
-            for s in self.sinks
-        ]
+        now_ms = int(time.time() * 1000)
+        sinks = []
+        for s in self.sinks:
+            lim = self.limits(s.topic)
+            lo, hi = now_ms - lim.past_ms, now_ms + lim.future_ms
+            sinks.append(
+                (s.topic, s.key_serde.serialize, s.value_serde.serialize, s.key_ctx, s.value_ctx, lim, lo, hi)
+            )
         windowed = bool(self.windows) or bool(self.interval_joins)
         stateful = windowed or bool(self.tables) or bool(self.global_tables)
         ctx = self._ctx
-        absorbed_by: dict[int, tuple[SourceMessage, CompiledSource, bool, int]] = {}
+        poisoned, blocked = self.quarantine.poisoned, self.quarantine.blocked
+        absorbed_by: Absorbed = {}
         current_topic: str | None = None
         for index, msg in enumerate(messages):
             topic = msg.topic() or ""
@@ -335,6 +356,11 @@ class Processor:
                 key_ctx, value_ctx, emit = src.key_ctx, src.value_ctx, src.emit
                 expectations, event_time = src.source.expectations, src.source.event_time
             consumed[topic] += 1
+            if poisoned:
+                hit = poisoned.get((topic, msg.partition() or 0, msg.offset() or 0))
+                if hit is not None:
+                    self._dead(outputs, tally, msg, src, hit[0], hit[1])
+                    continue
             stage: Stage = "decode"
             mark = len(outputs)
             try:
@@ -360,10 +386,15 @@ class Processor:
                     if sid == ABSORBED:
                         absorbed += 1
                         continue
-                    sink_topic, ser_key, ser_value, sink_key_ctx, sink_value_ctx = sinks[sid]
-                    append(
-                        OutputRecord(sink_topic, ser_key(k, sink_key_ctx), ser_value(v, sink_value_ctx), ts)
-                    )
+                    sink_topic, ser_key, ser_value, sink_key_ctx, sink_value_ctx, lim, lo, hi = sinks[sid]
+                    kb, vb = ser_key(k, sink_key_ctx), ser_value(v, sink_value_ctx)
+                    if (len(kb) if kb else 0) + (len(vb) if vb else 0) > lim.max_bytes or (
+                        ts and not lo <= ts <= hi
+                    ):
+                        lim.check(kb, vb, ts, now_ms)
+                    if blocked and (sink_topic, kb, vb) in blocked:
+                        raise RecordRejected(blocked[(sink_topic, kb, vb)])
+                    append(OutputRecord(sink_topic, kb, vb, ts))
             except DecodeError as exc:
                 del outputs[mark:]
                 self._forget_rows(index)
@@ -380,145 +411,26 @@ class Processor:
                     if sid != ABSORBED:
                         produced[sinks[sid][0]] += 1
                 if absorbed:
-                    absorbed_by[index] = (msg, src, len(results) > absorbed, absorbed)
+                    absorbed_by[index] = (msg, src)
             else:
                 filtered[topic] += 1
         if windowed:
-            self._fold_windows(outputs, tally, absorbed_by)
+            fold(self, messages, outputs, tally, absorbed_by, now_ms)
         return BatchResult(outputs, tally)
 
     def advance_idle(self, partition: int, wall_clock_ms: int) -> BatchResult:
         """Raise the watermark of an idle partition's windows to the wall clock (minus each window's
         allowed lateness) and emit the windows that closes. Opt-in (`wall_clock_fallback`): a replay
         without the same idle periods may close windows later."""
-        outputs: list[OutputRecord] = []
-        tally = Tally()
-        for window in self.windows:
-            if partition not in window.engine.partitions:
-                continue
-            for result in window.engine.advance(partition, wall_clock_ms - window.op.allowed_lateness_ms):
-                value = (
-                    None
-                    if result.tombstone
-                    else {"start": result.start_ms, "end": result.end_ms, "value": _plain(result.value)}
-                )
-                self._emit_derived(window, result.key, value, result.end_ms, outputs, tally)
-        return BatchResult(outputs, tally)
+        return BatchResult(*advance_idle(self, partition, wall_clock_ms))
 
     def _forget_rows(self, index: int) -> None:
-        """Take back the window rows of a record that failed after reaching a window."""
-        for window in self.windows:
-            while window.rows and window.rows[-1][0] == index:
-                window.rows.pop()
-
-    def _fold_windows(
-        self,
-        outputs: list[OutputRecord],
-        tally: Tally,
-        absorbed_by: dict[int, tuple[SourceMessage, CompiledSource, bool, int]],
-    ) -> None:
-        late_hits: Counter[int] = Counter()
-        for window in self.windows:
-            if not window.rows:
-                continue
-            by_partition: dict[int, list[tuple[int, int, Any, int, Any]]] = {}
-            for row in window.rows:
-                by_partition.setdefault(row[1], []).append(row)
-            window.rows.clear()
-            wants_values = not isinstance(window.op.aggregation, Count)
-            for partition, rows in by_partition.items():
-                out = window.engine.process(
-                    partition,
-                    [r[2] for r in rows],
-                    np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows)),
-                    [r[4] for r in rows] if wants_values else None,
-                )
-                for j in np.flatnonzero(out.late):
-                    late_hits[rows[j][0]] += 1
-                for result in out.results:
-                    value = (
-                        None
-                        if result.tombstone
-                        else {"start": result.start_ms, "end": result.end_ms, "value": _plain(result.value)}
-                    )
-                    self._emit_derived(window, result.key, value, result.end_ms, outputs, tally)
-        for join in self.interval_joins.values():
-            self._fold_interval_join(join, outputs, tally, late_hits)
-        for index, hits in late_hits.items():
-            msg, src, direct, absorbed = absorbed_by[index]
-            if hits == absorbed and not direct:  # every window it went to was closed: the record is late
-                tally.emitted[src.topic] -= 1
-                tally.late[src.topic] += 1
-                late = LateRecordError("the record is behind its partition's watermark: its windows closed")
-                rec = dead_letter(msg, src.dlq_topic, "late", late, self.app)
-                outputs.append(rec)
-                tally.produced[rec.topic] += 1
-
-    def _fold_interval_join(
-        self, join: CompiledIntervalJoin, outputs: list[OutputRecord], tally: Tally, late_hits: Counter[int]
-    ) -> None:
-        by_partition: dict[int, list[tuple[int, int, int, Any, int, Any]]] = {}
-        for row in join.rows:
-            by_partition.setdefault(row[1], []).append(row)
-        join.rows.clear()
-        for partition, rows in by_partition.items():
-            start = 0
-            while start < len(rows):  # consecutive runs of one side, in arrival order
-                side, end = rows[start][2], start
-                while end < len(rows) and rows[end][2] == side:
-                    end += 1
-                run = rows[start:end]
-                process = join.engine.process_left if side == 0 else join.engine.process_right
-                out = process(partition, [r[3] for r in run], [r[4] for r in run], [r[5] for r in run])
-                for j in np.flatnonzero(out.late):
-                    late_hits[run[j][0]] += 1
-                for result in out.results:
-                    self._emit_derived(join, result.key, result.value, result.time_ms, outputs, tally)
-                start = end
-
-    def _emit_derived(
-        self,
-        store: CompiledWindow | CompiledIntervalJoin,
-        key: Any,
-        value: Any,
-        timestamp_ms: int,
-        outputs: list[OutputRecord],
-        tally: Tally,
-    ) -> None:
-        """Send a window or join result down the rest of the topology to its sinks."""
-        # Results carry event time, but the broker rejects timestamps too far ahead of its clock
-        # (log.message.timestamp.after.max.ms, 1 h by default in Kafka 4): that would abort every
-        # transaction carrying the result. Clamp to a margin ahead of the wall clock.
-        timestamp_ms = min(timestamp_ms, int(time.time() * 1000) + MAX_FUTURE_TIMESTAMP_MS)
-        downstream: list[tuple[int, Any, Any]] = []
-        mark = len(outputs)
-        try:
-            store.forward(key, value, downstream)
-            for sid, k, v in downstream:
-                sink = self.sinks[sid]
-                outputs.append(
-                    OutputRecord(
-                        sink.topic,
-                        sink.key_serde.serialize(k, sink.key_ctx),
-                        sink.value_serde.serialize(v, sink.value_ctx),
-                        timestamp_ms,
-                    )
-                )
-                tally.produced[sink.topic] += 1
-        except Exception as exc:  # a result that cannot go on is kept, as JSON, in the source's DLQ
-            del outputs[mark:]
-            raw_key = key if isinstance(key, bytes) else str(key).encode()
-            headers: list[tuple[str, str | bytes | None]] = [
-                ("dlq.error.class", type(exc).__qualname__.encode()),
-                ("dlq.error.message", str(exc).encode()[:4096]),
-                ("dlq.stage", b"process"),
-                ("dlq.source.topic", store.source_topic.encode()),
-                ("dlq.store", store.name.encode()),
-                ("dlq.app", self.app.encode()),
-            ]
-            body = orjson.dumps(value, default=repr)
-            outputs.append(OutputRecord(store.dlq_topic, raw_key, body, timestamp_ms, headers))
-            tally.produced[store.dlq_topic] += 1
+        """Take back the window and join rows of a record that failed after reaching them."""
+        stores: list[CompiledWindow | CompiledIntervalJoin] = [*self.windows, *self.interval_joins.values()]
+        for store in stores:
+            rows: list[Any] = store.rows
+            while rows and rows[-1][0] == index:
+                rows.pop()
 
     def _dead(
         self,
@@ -529,12 +441,17 @@ class Processor:
         stage: Stage,
         exc: BaseException | str,
     ) -> None:
-        rec = dead_letter(msg, src.dlq_topic, stage, exc, self.app)
+        rec = self.dead_letter(msg, src.dlq_topic, stage, exc)
         outputs.append(rec)
         tally.dead_lettered[(src.topic, stage)] += 1
         tally.produced[rec.topic] += 1
 
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python numbers, so that any serde can write window values."""
-    return value.item() if isinstance(value, np.generic) else value
+    def dead_letter(
+        self, msg: SourceMessage, dlq_topic: str, stage: Stage, exc: BaseException | str
+    ) -> OutputRecord:
+        """The DLQ record of `msg`, cut to what the DLQ topic takes; down to headers alone when the
+        broker refused even that before."""
+        rec = dead_letter(msg, dlq_topic, stage, exc, self.app, self.limits(dlq_topic).max_bytes)
+        if self.quarantine.blocked and (rec.topic, rec.key, rec.value) in self.quarantine.blocked:
+            rec = dead_letter(msg, dlq_topic, stage, exc, self.app, max_bytes=0)
+        return rec

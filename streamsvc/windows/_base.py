@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from streamsvc.errors import RecordFoldError
 from streamsvc.windows import _codec
 from streamsvc.windows.aggregations import Aggregation, Values
 from streamsvc.windows.results import WindowResult
@@ -126,8 +127,11 @@ class RecordEngine(PartitionEngine):
                 max_t = t
                 if t - lateness > wm:
                     wm = t - lateness
-            if not record(key, t, v, wm):
-                late[i] = True
+            try:
+                if not record(key, t, v, wm):
+                    late[i] = True
+            except Exception as exc:  # a user aggregation or an unusable key: name the record
+                raise RecordFoldError(i, exc) from exc
         if n:
             self._set_time(max_t, wm)
         results = [] if self.final else self.batch_updates()

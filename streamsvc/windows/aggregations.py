@@ -48,6 +48,10 @@ class Aggregation(ABC):
         """The value emitted for a window."""
         return acc
 
+    def check(self, value: Any) -> None:
+        """Raise for a value this aggregation cannot fold (checked per record, before folding)."""
+        return None
+
     @abstractmethod
     def dumps(self, acc: Any) -> bytes:
         """Serialize an accumulator for the changelog."""
@@ -84,6 +88,15 @@ class ColumnarAggregation(Aggregation):
 
     def __init__(self) -> None:
         self._struct = struct.Struct(">" + "".join(_code(dt) for dt, _ in self.columns))
+
+    def check(self, value: Any) -> None:
+        if self.dtype is None:
+            return
+        ok = (int, np.integer) if self.dtype.kind == "i" else (int, float, np.integer, np.floating)
+        if not isinstance(value, ok) or isinstance(value, bool | np.bool_):
+            raise TypeError(
+                f"{type(self).__name__}({self.dtype}) cannot fold a {type(value).__name__}: {value!r:.80}"
+            )
 
     def values_array(self, values: Values, n: int) -> npt.NDArray[Any] | None:
         if self.dtype is None:

@@ -337,7 +337,7 @@ def test_invalid_json_goes_to_dlq_with_stage_decode_and_original_bytes() -> None
     res = proc(_validated_topology()).process([m])
     assert len(res.outputs) == 1
     rec = res.outputs[0]
-    assert (rec.topic, rec.key, rec.value, rec.timestamp_ms) == ("orders.dlq", b"key-1", b'{"id": 1,', 999)
+    assert (rec.topic, rec.key, rec.value, rec.timestamp_ms) == ("orders.dlq", b"key-1", b'{"id": 1,', 0)
     assert rec.headers is not None
     # original headers first, untouched (a null header value stays null), then the dlq.* headers in order
     assert rec.headers[:2] == [("trace", b"abc"), ("empty", None)]
@@ -821,7 +821,7 @@ def test_failed_branch_declaration_leaves_the_topology_usable() -> None:
 
 
 def test_window_results_stamped_far_in_the_future_are_clamped_to_the_broker_limit() -> None:
-    from streamsvc.runtime.processor import MAX_FUTURE_TIMESTAMP_MS
+    from streamsvc.runtime.stateful import MAX_FUTURE_TIMESTAMP_MS
     from streamsvc.windows import Count, Tumbling
 
     future = int(time.time() * 1000) + 24 * 3600 * 1000

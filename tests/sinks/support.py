@@ -11,9 +11,9 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
 from streamsvc.config import Settings
+from streamsvc.faults import FaultHook
 from streamsvc.sinks.iceberg.agent import IcebergSinkAgent
 from streamsvc.sinks.iceberg.catalog import CatalogConfig, make_catalog
-from streamsvc.sinks.iceberg.faults import FaultHook
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
 from tests.support import ROOT, ChildProcess
 

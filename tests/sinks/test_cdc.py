@@ -124,7 +124,7 @@ def test_bronze_once_and_silver_equals_oracle(bootstrap: str, names, catalog_set
 
 
 def _merge_process(config: CatalogConfig, env: dict[str, str], kill_at: str | None) -> int:
-    extra = {"STREAMSVC_FAULT_KILL_AT": kill_at} if kill_at else {}
+    extra = {"STREAMSVC_FAULTS": f"{kill_at}:kill"} if kill_at else {}
     proc = subprocess.run(
         [sys.executable, "-m", "streamsvc.cli.iceberg", "merge", CDC_SPEC],
         env={**os.environ, **catalog_env(config), **env, **extra},

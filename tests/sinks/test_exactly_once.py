@@ -59,7 +59,7 @@ def test_sigkill_at_commit_points_and_random_moments(bootstrap: str, names, tmp_
     total, chunk = 24_000, 3_000
     faults = [
         "after_write",
-        "after_commit",
+        "after_catalog_commit",
         "before_write",
         "after_write",
         "after_commit",
@@ -74,7 +74,7 @@ def test_sigkill_at_commit_points_and_random_moments(bootstrap: str, names, tmp_
         extra = (
             {}
             if fault == "random"
-            else {"STREAMSVC_FAULT_KILL_AT": fault, "STREAMSVC_FAULT_KILL_AFTER": str(rng.randint(1, 3))}
+            else {"STREAMSVC_FAULTS": f"{fault}:kill:{rng.randint(1, 3)}"}
         )
         before = _held(catalog, "sink.events", group, topic)
         sink = SinkProcess({**env, **extra}, log=log)

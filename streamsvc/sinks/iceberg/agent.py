@@ -1,11 +1,13 @@
 """`IcebergSinkAgent`: one Kafka topic -> one Iceberg table, exactly once (BRIEF §3.7).
 
-The consumer group only assigns partitions: positions live in the table. On assignment the agent reads
-the offsets the table holds and seeks there; records are decoded and buffered as Arrow; on the interval
-(or size threshold) undecodable records are flushed to `<topic>.dlq`, then the batch is appended with
-the new offsets by a fenced `TableWriter` commit. A fenced writer (a zombie, or a peer that took over its
-partitions) drops its buffer and re-seeks to what the table holds. Offsets reach Kafka too, after the
-Iceberg commit, for lag monitoring only; they are never read back.
+`IcebergTask` is the work and `runtime.tasks.TaskManager` the lifecycle, as for stream agents. The
+consumer group only assigns partitions: positions live in the table. On assignment the task reads the
+offsets the table holds and the manager seeks there; records are decoded and buffered as Arrow (a
+record that cannot be decoded or typed goes to the DLQ, the rest of its batch is kept); on the interval
+(or size threshold) the batch is appended with the new offsets by a fenced `TableWriter` commit, with
+its dead letters in a Kafka transaction that commits after it (`dead_letters`). A fenced writer (a
+zombie, or a peer that took over its partitions) drops its buffer and rewinds to what the table holds.
+Offsets reach Kafka too, after the Iceberg commit, for lag monitoring only; they are never read back.
 """
 
 from __future__ import annotations
@@ -13,63 +15,63 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 from pyiceberg.catalog import Catalog
 
 from streamsvc.config import Settings
-from streamsvc.dlq.records import Stage, dead_letter
+from streamsvc.dlq.records import Stage
+from streamsvc.eos.calls import GuardedCalls
+from streamsvc.eos.delivery import DeliveryReports
+from streamsvc.eos.transactions import ClientTimeouts, ResumableCalls
 from streamsvc.errors import DecodeError, FatalRuntimeError
+from streamsvc.faults import FaultHook, faults_from_env
 from streamsvc.observability import metrics as m
+from streamsvc.observability.http import HealthState
 from streamsvc.observability.logging import get_logger
-from streamsvc.runtime.fatal import FatalLatch
-from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
+from streamsvc.runtime.outputs import RECORD_OVERHEAD, fetch_limits, producer_max_bytes
+from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
+from streamsvc.runtime.tasks import TP, Rewind, Task, TaskManager
 from streamsvc.serde.base import SerdeContext
 from streamsvc.serde.debezium import ChangeRecord
 from streamsvc.sinks.iceberg import metrics as im
-from streamsvc.sinks.iceberg.faults import FaultHook, faults_from_env
+from streamsvc.sinks.iceberg.dead_letters import SinkDeadLetters
 from streamsvc.sinks.iceberg.maintenance import maintain
 from streamsvc.sinks.iceberg.merge import MergeReport, SilverMerger
 from streamsvc.sinks.iceberg.rows import BatchBuilder, Meta, cdc_row, concat, meta_schema
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
 from streamsvc.sinks.iceberg.writer import TableWriter
 
+MAX_DEAD_LETTERS_PER_COMMIT = 200  # each is recorded in a table property (see `dead_letters`)
 
-class IcebergSinkAgent(FatalLatch):
-    """Runs one `IcebergSinkSpec` until `stop` is set, the input is caught up, or a fatal error."""
+
+class IcebergTask(Task):
+    """One `IcebergSinkSpec`'s work: decode and buffer, commit fenced on the table's offsets."""
+
+    default_start = OFFSET_BEGINNING
 
     def __init__(
         self,
         spec: IcebergSinkSpec,
         settings: Settings,
         catalog: Catalog,
-        until_caught_up: bool = False,
-        faults: FaultHook | None = None,
-        kafka_commit: bool = True,
-        on_commit: Callable[[int], None] | None = None,
+        log: Any,
+        labels: dict[str, str],
+        faults: FaultHook,
+        kafka_commit: bool,
+        on_commit: Callable[[int], None] | None,
     ) -> None:
-        self.spec = spec
-        self.settings = settings
+        self.name = spec.name
+        self.spec, self.settings, self.log, self.labels = spec, settings, log, labels
+        self.faults, self.kafka_commit, self.on_commit = faults, kafka_commit, on_commit
         self.topic = settings.topic(spec.source)
         self.dlq_topic = f"{self.topic}{settings.dlq_suffix}"
         self.group = f"{settings.effective_group_id}.{spec.name}"
         self.instance = settings.effective_instance_id
-        self.until_caught_up = until_caught_up
-        self.kafka_commit = kafka_commit
-        self.on_commit = on_commit
-        self.log = get_logger(app=settings.app_id, agent=spec.name, table=spec.table, topic=self.topic)
-        faults = faults if faults is not None else faults_from_env()
         self.writer = TableWriter(
             catalog,
             spec.table,
@@ -79,7 +81,7 @@ class IcebergSinkAgent(FatalLatch):
             partition_by=spec.partition_fields,
             properties=dict(spec.table_properties),
             faults=faults,
-            log=self.log,
+            log=log,
         )
         self.merger = (
             SilverMerger(
@@ -90,34 +92,32 @@ class IcebergSinkAgent(FatalLatch):
                 self.group,
                 self.topic,
                 faults=faults,
-                log=self.log,
+                log=log,
             )
             if spec.silver_table
             else None
         )
-        self._last_merge = time.monotonic()
+        self.builder = BatchBuilder(fixed=spec.schema, cdc=spec.cdc)
+        self._ilabels = {**labels, "table": spec.table}
+        self._buffer: list[pa.Table] = []
+        self._rows = self._bytes = 0
+        self._pending = {"consumed": 0, "rows": 0}
+        self._last_commit = self._last_merge = time.monotonic()
         self.commit_seconds: deque[float] = deque(maxlen=100_000)  # duration of each committed commit
         self.maintain_seconds: deque[float] = deque(maxlen=10_000)
-        self.builder = BatchBuilder(fixed=spec.schema, cdc=spec.cdc)
-        self._labels = {"app": settings.app_id, "agent": spec.name}
-        self._ilabels = {**self._labels, "table": spec.table}
-        self._assigned: set[int] = set()
-        self._expected: dict[int, int | None] = {}  # what the table holds, as far as this writer knows
-        self._positions: dict[int, int] = {}  # next offset after what is buffered
-        self._end_at_assign: dict[int, int] = {}
-        self._fetched: set[int] = set()  # partitions with a record since the last assign/seek
-        self._buffer: list[pa.Table] = []
-        self._rows = 0
-        self._bytes = 0
-        self._pending = {"consumed": 0, "rows": 0, "dead": 0}
-        self._last_commit = time.monotonic()
-        self._fatal = None
         self.committed_rows = 0
         self.commits = 0
+        self.reports = DeliveryReports()
+        self.calls = GuardedCalls(spec.name)
+        timeouts = ClientTimeouts(settings.client_timeout_ms / 1000, settings.client_deadline_ms / 1000)
+        self.resumable = ResumableCalls(self.calls, timeouts, log)
+        self.producer: Producer | None = None
+        self.dead: SinkDeadLetters
+        self.manager: TaskManager
 
     # ---- set-up -------------------------------------------------------------------------------
 
-    def _consumer_config(self) -> dict[str, Any]:
+    def consumer_config(self) -> dict[str, Any]:
         s = self.settings
         conf: dict[str, Any] = {
             "bootstrap.servers": s.bootstrap_servers,
@@ -126,83 +126,78 @@ class IcebergSinkAgent(FatalLatch):
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "range,roundrobin",  # eager: on_assign seeks via assign()
-            "error_cb": self._on_client_error,
+            "partition.assignment.strategy": "range,roundrobin",
         }
-        if s.static_membership:
+        if s.effective_static_membership:
             conf["group.instance.id"] = f"{self.spec.name}.{self.instance}"
         conf.update(s.consumer)
         return conf
 
-    def _producer_config(self) -> dict[str, Any]:
+    def subscription(self) -> list[str]:
+        return [self.topic]
+
+    def open(self, consumer: Consumer) -> None:
         s = self.settings
-        return {
+        admin = check_reachable(s.bootstrap_servers)
+        parts = source_partitions(admin, [self.topic], s.wait_for_sources_s, self.log)[self.topic]
+        ensure_internal(admin, {self.dlq_topic: parts}, strict=False)
+        dlq_parts = len(admin.list_topics(self.dlq_topic, timeout=30).topics[self.dlq_topic].partitions)
+        conf: dict[str, Any] = {
             "bootstrap.servers": s.bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
+            "transactional.id": f"{s.app_id}.{self.spec.name}.{self.instance}",
+            "transaction.timeout.ms": 60000,
             "linger.ms": 5,
-            "error_cb": self._on_client_error,
+            "on_delivery": self.reports.on_delivery,
             **{k: v for k, v in s.producer.items() if k != "transactional.id"},
         }
-
-    # ---- main loop ----------------------------------------------------------------------------
-
-    def run(self, stop: threading.Event) -> None:
-        """Consume and commit until stopped; finishes the open commit before returning."""
-        s = self.settings
-        admin = admin_client(s.bootstrap_servers)
-        parts = partition_counts(admin, [self.topic]).get(self.topic, 1)
-        ensure_topics(admin, {self.dlq_topic: parts})
-        self.consumer = Consumer(self._consumer_config())
-        self.producer = Producer(self._producer_config())
-        self.consumer.subscribe(
-            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        producer = self.producer = Producer(conf)
+        limits = fetch_limits(admin, [self.dlq_topic], conf).get(self.dlq_topic)
+        max_bytes = limits.max_bytes if limits else producer_max_bytes(conf) - RECORD_OVERHEAD
+        # Fences an older instance with the same id and aborts its open dead-letter transaction.
+        self.resumable.resumable(
+            lambda t: producer.init_transactions(t), "init_transactions", self.resumable.deadline()
         )
+        self.dead = SinkDeadLetters(
+            producer,
+            self.reports,
+            self.resumable,
+            s.bootstrap_servers,
+            self.dlq_topic,
+            dlq_parts,
+            self.topic,
+            s.app_id,
+            self.group,
+            max_bytes,
+            self.log,
+            self.faults,
+        )
+        table = self.writer.load()
+        if table is not None:
+            self.builder.learn(table.schema().as_arrow())
         self.log.info("iceberg_sink_started", group=self.group, interval_s=self.spec.commit_interval_s)
-        poll_timeout = s.poll_timeout_ms / 1000.0
-        try:
-            while not stop.is_set():
-                msgs = self.consumer.consume(num_messages=s.batch_size, timeout=poll_timeout)
-                self._raise_if_fatal()
-                if msgs:
-                    self._handle(msgs)
-                if self._due():
-                    self.commit()
-                if self.merger is not None and self._merge_due():
-                    self.merge()
-                if self.until_caught_up and self._caught_up():
-                    self.commit()
-                    if self.merger is not None:
-                        self.merge()
-                    self.log.info("caught_up", offsets=self._expected, rows=self.committed_rows)
-                    break
-            self.commit()
-            self.log.info("iceberg_sink_stopping", rows=self.committed_rows, commits=self.commits)
-        finally:
-            self._close()
 
-    def _close(self) -> None:
-        try:
-            self.consumer.close()
-        except (KafkaException, RuntimeError) as exc:
-            self.log.warning("consumer_close_failed", error=str(exc))
-        self.producer.flush(10)
-        self._raise_if_fatal()
+    def start_positions(self, consumer: Consumer, partitions: list[TP]) -> dict[TP, int]:
+        held = self.writer.offsets().offsets
+        return {(t, p): held[p] for t, p in partitions if t == self.topic and p in held}
 
-    def _handle(self, msgs: list[Message]) -> None:
+    def restore(self, partitions: set[TP], committed: Mapping[TP, int]) -> None:
+        """Nothing is kept between commits but the table; dead letters a crashed commit left out of
+        the DLQ are written now (see `dead_letters`)."""
+        table = self.writer.load()
+        if table is not None:
+            self.builder.learn(table.schema().as_arrow())
+        offsets = {p: o for (t, p), o in committed.items() if t == self.topic}
+        self.dead.repair(table, offsets, sorted(p for t, p in partitions if t == self.topic))
+
+    # ---- the work -------------------------------------------------------------------------------
+
+    def process(self, records: list[Message]) -> None:
         rows: list[dict[str, Any]] = []
         metas: list[Meta] = []
         extras: list[dict[str, Any]] = []
         sources: list[Message] = []
         serde, ctx = self.spec.value_serde, SerdeContext(self.topic)
-        for msg in msgs:
-            if not self._is_record(msg):
-                continue
-            p, off = msg.partition() or 0, msg.offset() or 0
-            if p not in self._assigned or off < self._positions.get(p, self._expected.get(p) or 0):
-                continue  # fetched before a revoke or a re-seek
-            self._positions[p] = off + 1
-            self._fetched.add(p)
+        for msg in records:
             self._pending["consumed"] += 1
             try:
                 value = serde.deserialize(msg.value(), ctx)
@@ -226,7 +221,13 @@ class IcebergSinkAgent(FatalLatch):
             key = msg.key()
             rows.append(row)
             metas.append(
-                Meta(self.topic, p, off, ts if ts_type else None, key if isinstance(key, bytes) else None)
+                Meta(
+                    msg.topic() or self.topic,
+                    msg.partition() or 0,
+                    msg.offset() or 0,
+                    ts if ts_type else None,
+                    key if isinstance(key, bytes) else None,
+                )
             )
             sources.append(msg)
         if not rows:
@@ -241,91 +242,117 @@ class IcebergSinkAgent(FatalLatch):
             self._pending["rows"] += batch.num_rows
 
     def _dead_letter(self, msg: Message, stage: Stage, exc: BaseException | str) -> None:
-        rec = dead_letter(msg, self.dlq_topic, stage, exc, self.settings.app_id)
-        while True:
-            try:
-                self.producer.produce(
-                    rec.topic, rec.value, rec.key, headers=rec.headers, timestamp=max(rec.timestamp_ms, 0)
-                )
-                break
-            except BufferError:
-                self.producer.poll(0.05)
-        self.producer.poll(0)
-        self._pending["dead"] += 1
-        m.RECORDS_DEAD_LETTERED.labels(**self._labels, topic=self.topic, stage=stage).inc()
+        self.dead.add(msg, stage, exc)
 
-    def _due(self) -> bool:
+    @property
+    def pending(self) -> bool:
+        return bool(self._buffer or self.dead.pending or self.manager.positions)
+
+    def commit_due(self, now: float, idle: bool) -> bool:
         if self._rows >= self.spec.max_rows or self._bytes >= self.spec.max_bytes:
             return True
-        return time.monotonic() - self._last_commit >= self.spec.commit_interval_s
+        if len(self.dead.pending) >= MAX_DEAD_LETTERS_PER_COMMIT:
+            return True
+        return now - self._last_commit >= self.spec.commit_interval_s
 
-    def _caught_up(self) -> bool:
-        if not self._assigned:
-            return False
-        positions = self._consumer_positions()
-        return all(
-            max(positions.get(p, 0), self._expected.get(p) or 0) >= self._end_at_assign.get(p, 0)
-            for p in self._assigned
-        )
+    def tick(self, now: float) -> None:
+        """Advance offsets past transaction markers on quiet partitions (an offset-only commit), and
+        merge bronze into silver on its interval."""
+        if now - self._last_commit >= self.spec.commit_interval_s and not self.pending:
+            manager = self.manager
+            ahead = {
+                tp: pos
+                for tp, pos in manager.consumer_positions().items()
+                if pos > manager.committed.get(tp, 0)
+            }
+            if ahead:
+                manager.positions.update(ahead)
+        if self.merger is not None and now - self._last_merge >= self.spec.merge_interval_s:
+            self.merge()
 
-    def _consumer_positions(self) -> dict[int, int]:
-        """Consumer positions (past control records) of partitions read since their last seek."""
-        tps = self.consumer.position(
-            [TopicPartition(self.topic, p) for p in sorted(self._fetched & self._assigned)]
-        )
-        return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
-
-    # ---- commit -------------------------------------------------------------------------------
-
-    def commit(self) -> bool:
-        """Commit what is buffered (or only advanced offsets); False when fenced or nothing to do."""
+    def commit(self, positions: dict[TP, int], committed: Mapping[TP, int]) -> Rewind | None:
         self._last_commit = time.monotonic()
-        positions = dict(self._positions)
-        for p, pos in self._consumer_positions().items():  # control records and idle advances
-            if pos > positions.get(p, self._expected.get(p) or 0):
-                positions[p] = pos
-        positions = {p: o for p, o in positions.items() if p in self._assigned and o != self._expected.get(p)}
-        if not positions and not self._buffer:
-            return False
-        if self.producer.flush(30) > 0:  # DLQ records must be durable before the offsets move
-            raise FatalRuntimeError(f"dead-letter records to {self.dlq_topic} were not delivered in 30 s")
+        parts = {p: o for (t, p), o in positions.items() if t == self.topic and o != committed.get((t, p))}
+        if not parts and not self._buffer:
+            self.dead.discard()
+            return None
         data = concat(self._buffer) if self._buffer else meta_schema(self.spec.cdc).empty_table()
+        self.dead.stage()
         started = time.perf_counter()
-        outcome = self.writer.commit(data, positions, {p: self._expected.get(p) for p in positions})
+        outcome = self.writer.commit(
+            data,
+            parts,
+            {p: committed.get((self.topic, p)) for p in parts},
+            extra_properties=lambda table: self.dead.properties(table, parts),
+        )
         im.COMMIT_DURATION.labels(**self._ilabels).observe(time.perf_counter() - started)
         if not outcome.committed:
             im.COMMITS.labels(**self._ilabels, outcome="fenced").inc()
-            self._reset_to(outcome.offsets)
-            return False
-        self.commit_seconds.append(time.perf_counter() - started)
+            self.abort()
+            self.log.warning("iceberg_writer_fenced_rewinding", offsets=outcome.offsets)
+            return Rewind(
+                "fenced by another writer of the table",
+                {(self.topic, p): o for p, o in outcome.offsets.items()},
+            )
+        self.faults("after_catalog_commit")
+        letters = len(self.dead.pending)
+        self.dead.commit()
+        self._committed(data, parts, letters, time.perf_counter() - started)
+        return None
+
+    def _committed(self, data: pa.Table, parts: dict[int, int], letters: int, seconds: float) -> None:
+        self.commit_seconds.append(seconds)
         im.COMMITS.labels(**self._ilabels, outcome="committed").inc()
         im.ROWS_WRITTEN.labels(**self._ilabels).inc(data.num_rows)
         self._observe_table()
-        for p in positions:
-            self._expected[p] = outcome.offsets[p]
-        self._positions.clear()
         self._clear_buffer()
         self.commits += 1
         self.committed_rows += data.num_rows
-        m.RECORDS_CONSUMED.labels(**self._labels, topic=self.topic).inc(self._pending["consumed"])
-        m.RECORDS_EMITTED.labels(**self._labels, topic=self.topic).inc(self._pending["rows"])
+        m.RECORDS_CONSUMED.labels(**self.labels, topic=self.topic).inc(self._pending["consumed"])
+        m.RECORDS_EMITTED.labels(**self.labels, topic=self.topic).inc(self._pending["rows"])
         self._pending = dict.fromkeys(self._pending, 0)
+        self.log.info(
+            "iceberg_committed",
+            rows=data.num_rows,
+            dead_letters=letters,
+            offsets=parts,
+            seconds=round(seconds, 3),
+        )
         if self.kafka_commit:
-            tps = [TopicPartition(self.topic, p, o) for p, o in positions.items()]
+            tps = [TopicPartition(self.topic, p, o) for p, o in parts.items()]
             try:
-                self.consumer.commit(offsets=tps, asynchronous=True)
+                self.manager.consumer.commit(offsets=tps, asynchronous=True)
             except KafkaException as exc:  # informational only
                 self.log.warning("kafka_offset_commit_failed", error=str(exc))
         if self.spec.maintain_every_commits and self.commits % self.spec.maintain_every_commits == 0:
             self.maintain()
         if self.on_commit is not None:
             self.on_commit(data.num_rows)
-        return True
+
+    def abort(self) -> None:
+        self._clear_buffer()
+        self._pending = dict.fromkeys(self._pending, 0)
+        if self.producer is not None:
+            self.dead.abort()
+
+    def finish(self) -> None:
+        if self.merger is not None:
+            self.merge()
+        self.log.info(
+            "caught_up",
+            offsets={f"{t}:{p}": o for (t, p), o in sorted(self.manager.committed.items())},
+            rows=self.committed_rows,
+        )
+
+    def close(self) -> None:
+        if self.producer is not None and self.calls.stuck is None:
+            try:
+                self.producer.flush(5)
+            except KafkaException as exc:
+                self.log.warning("producer_flush_on_close_failed", error=str(exc))
+        self.calls.close()
 
     # ---- periodic work ------------------------------------------------------------------------
-
-    def _merge_due(self) -> bool:
-        return time.monotonic() - self._last_merge >= self.spec.merge_interval_s
 
     def merge(self) -> MergeReport | None:
         """Merge bronze into silver now; a failure is logged and retried at the next interval."""
@@ -375,68 +402,70 @@ class IcebergSinkAgent(FatalLatch):
         self._buffer.clear()
         self._rows = self._bytes = 0
 
-    def _reset_to(self, offsets: dict[int, int]) -> None:
-        """Fenced: drop the buffer and seek every assigned partition to what the table holds."""
-        self._clear_buffer()
-        self._positions.clear()
-        self._fetched.clear()
-        self._pending = dict.fromkeys(self._pending, 0)
-        for p in sorted(self._assigned):
-            self._expected[p] = offsets.get(p)
-            target = offsets.get(p, OFFSET_BEGINNING)
-            try:
-                self.consumer.seek(TopicPartition(self.topic, p, target))
-            except KafkaException as exc:
-                raise FatalRuntimeError(f"cannot re-seek {self.topic}:{p} to {target}: {exc}") from exc
-        self.log.warning("iceberg_writer_fenced_reseeked", offsets=offsets)
 
-    # ---- rebalance callbacks (run inside consume()) ---------------------------------------------
+class IcebergSinkAgent:
+    """Runs one `IcebergSinkSpec` until `stop` is set, the input is caught up, or a failure."""
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        def assign() -> None:
-            m.REBALANCES.labels(**self._labels, kind="assign").inc()
-            held = self.writer.offsets().offsets
-            for tp in partitions:
-                self._assigned.add(tp.partition)
-                self._expected[tp.partition] = held.get(tp.partition)
-                self._positions.pop(tp.partition, None)
-                self._fetched.discard(tp.partition)
-                tp.offset = held.get(tp.partition, OFFSET_BEGINNING)
-                if self.until_caught_up:
-                    _, high = consumer.get_watermark_offsets(
-                        TopicPartition(self.topic, tp.partition), timeout=30
-                    )
-                    self._end_at_assign[tp.partition] = high
-            consumer.assign(partitions)
-            m.ASSIGNED_PARTITIONS.labels(**self._labels).set(len(self._assigned))
-            self.log.info("partitions_assigned", offsets={tp.partition: tp.offset for tp in partitions})
+    def __init__(
+        self,
+        spec: IcebergSinkSpec,
+        settings: Settings,
+        catalog: Catalog,
+        until_caught_up: bool = False,
+        faults: FaultHook | None = None,
+        kafka_commit: bool = True,
+        on_commit: Callable[[int], None] | None = None,
+        health: HealthState | None = None,
+    ) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.log = get_logger(
+            app=settings.app_id, agent=spec.name, table=spec.table, topic=settings.topic(spec.source)
+        )
+        labels = {"app": settings.app_id, "agent": spec.name}
+        faults = faults if faults is not None else faults_from_env()
+        self.task = IcebergTask(spec, settings, catalog, self.log, labels, faults, kafka_commit, on_commit)
+        self.manager = TaskManager(
+            self.task,
+            bootstrap_servers=settings.bootstrap_servers,
+            batch_size=settings.batch_size,
+            poll_timeout_s=settings.poll_timeout_ms / 1000.0,
+            log=self.log,
+            labels=labels,
+            health=health,
+            until_caught_up=until_caught_up,
+            max_consecutive_aborts=settings.max_consecutive_aborts,
+            faults=faults,
+        )
+        self.task.manager = self.manager
 
-        self._guard(assign)
+    @property
+    def writer(self) -> TableWriter:
+        return self.task.writer
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        def revoke() -> None:
-            m.REBALANCES.labels(**self._labels, kind="revoke").inc()
-            if self._fatal is None:
-                self.commit()  # finish the open batch before the partitions move
-            self._forget(partitions)
+    @property
+    def committed_rows(self) -> int:
+        return self.task.committed_rows
 
-        self._guard(revoke)
+    @property
+    def commits(self) -> int:
+        return self.task.commits
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        def lost() -> None:
-            m.REBALANCES.labels(**self._labels, kind="lost").inc()
-            self._clear_buffer()  # another member may own them already: the next commit would be fenced
-            self._positions.clear()
-            self._forget(partitions)
-            self.log.warning("partitions_lost", partitions=len(partitions))
+    @property
+    def commit_seconds(self) -> deque[float]:
+        return self.task.commit_seconds
 
-        self._guard(lost)
+    @property
+    def maintain_seconds(self) -> deque[float]:
+        return self.task.maintain_seconds
 
-    def _forget(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self._assigned.discard(tp.partition)
-            self._expected.pop(tp.partition, None)
-            self._positions.pop(tp.partition, None)
-            self._fetched.discard(tp.partition)
-            self._end_at_assign.pop(tp.partition, None)
-        m.ASSIGNED_PARTITIONS.labels(**self._labels).set(len(self._assigned))
+    def commit(self) -> bool:
+        return self.manager.commit()
+
+    def merge(self) -> MergeReport | None:
+        return self.task.merge()
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume and commit until stopped; finishes the open commit before returning."""
+        self.manager.run(stop)
+        self.log.info("iceberg_sink_stopping", rows=self.task.committed_rows, commits=self.task.commits)

@@ -43,8 +43,8 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
 
 from streamsvc.errors import ConfigError, FatalRuntimeError
+from streamsvc.faults import FaultHook, no_faults
 from streamsvc.serde.debezium import TOMBSTONE
-from streamsvc.sinks.iceberg.faults import FaultHook, no_faults
 from streamsvc.sinks.iceberg.offsets import decode_offsets, encode_offsets, read_offsets
 
 # pyiceberg's predicates are pydantic models whose signatures mypy cannot see through.

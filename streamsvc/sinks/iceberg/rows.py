@@ -8,6 +8,7 @@ reported as a failure (dead-lettered) instead of breaking the whole batch.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,16 +80,21 @@ class BatchBuilder:
     def build(
         self, rows: list[dict[str, Any]], metas: list[Meta], extras: list[dict[str, Any]] | None = None
     ) -> tuple[pa.Table | None, list[tuple[int, Exception]]]:
-        """One Arrow table for the rows that convert, and (index, error) for those that do not."""
+        """One Arrow table for the rows that convert, and (index, error) for those that do not.
+
+        When the batch does not convert as a whole, each column whose type is not known yet takes the
+        type of the majority of its values (ints and floats are all numbers), and every row is converted
+        on its own under those types: a row that cannot take them fails alone, with the reason."""
         failures: list[tuple[int, Exception]] = []
         try:
-            data = self._data(rows)
+            data = self._data(rows, self.known)
             keep = list(range(len(rows)))
         except _CONVERT_ERRORS:
+            types = {**_settle_types(rows, self.known), **self.known}
             parts, keep = [], []
             for i, row in enumerate(rows):
                 try:
-                    parts.append(self._data([row]))
+                    parts.append(self._data([row], types))
                     keep.append(i)
                 except _CONVERT_ERRORS as exc:
                     failures.append((i, exc))
@@ -117,7 +123,7 @@ class BatchBuilder:
                 meta = meta.append_column(f, col)
         return meta, failures
 
-    def _data(self, rows: list[dict[str, Any]]) -> pa.Table:
+    def _data(self, rows: list[dict[str, Any]], types: dict[str, pa.DataType]) -> pa.Table:
         if self.fixed is not None:
             return pa.Table.from_pylist(rows, schema=self.fixed)
         # Not `from_pylist(rows)`: it takes the columns from the first row only, so a batch opening with a
@@ -125,12 +131,48 @@ class BatchBuilder:
         names = dict.fromkeys(k for row in rows for k in row)
         if not names:
             return pa.Table.from_pylist(rows)  # no data columns (e.g. only tombstones), len(rows) rows
-        table = pa.Table.from_pydict({n: [row.get(n) for row in rows] for n in names})
+        table = pa.Table.from_pydict({n: pa.array([row.get(n) for row in rows], types.get(n)) for n in names})
         for i, f in enumerate(table.schema):
-            want = self.known.get(f.name)
+            want = types.get(f.name)
             if want is not None and want != f.type:
                 table = table.set_column(i, pa.field(f.name, want), table.column(i).cast(want))
         return table
+
+
+_KIND_ORDER = ("number", "string", "bool", "struct", "list")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "struct"
+    if isinstance(value, list | tuple):
+        return "list"
+    return type(value).__name__
+
+
+def _settle_types(rows: list[dict[str, Any]], known: dict[str, pa.DataType]) -> dict[str, pa.DataType]:
+    """For columns of unknown type, the Arrow type of the majority kind of their values."""
+    values: dict[str, list[Any]] = {}
+    for row in rows:
+        for name, v in row.items():
+            if v is not None and name not in known:
+                values.setdefault(name, []).append(v)
+    types: dict[str, pa.DataType] = {}
+    for name, vs in values.items():
+        counts = Counter(_kind(v) for v in vs)
+        rank = {k: i for i, k in enumerate(_KIND_ORDER)}
+        kind = max(counts, key=lambda k: (counts[k], -rank.get(k, len(rank))))
+        try:
+            types[name] = pa.array([v for v in vs if _kind(v) == kind]).type
+        except _CONVERT_ERRORS:
+            continue  # no common type even within the kind: each row keeps its own inference
+    return types
 
 
 def concat(batches: list[pa.Table]) -> pa.Table:

@@ -13,6 +13,7 @@ import contextlib
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,8 @@ from pyiceberg.exceptions import (
 )
 from pyiceberg.table import Table
 
-from streamsvc.errors import ConfigError, FatalRuntimeError
-from streamsvc.sinks.iceberg.faults import FaultHook, no_faults
+from streamsvc.errors import FatalRuntimeError
+from streamsvc.faults import FaultHook, no_faults
 from streamsvc.sinks.iceberg.offsets import (
     COMMIT_ID,
     WRITER,
@@ -107,10 +108,9 @@ class TableWriter:
         with contextlib.suppress(NamespaceAlreadyExistsError):
             self.catalog.create_namespace(namespace)
         missing = [f.column for f in self.partition_by if f.column not in schema.names]
-        if missing:
-            raise ConfigError(
-                f"{self.identifier}: partition columns {missing} are not in the schema {schema.names}"
-            )
+        if missing and self.log is not None:
+            # E.g. a first commit of dead letters only: the spec is added once the columns exist.
+            self.log.info("iceberg_partition_columns_pending", table=self.identifier, columns=missing)
         try:
             table = self.catalog.create_table(self.identifier, schema, properties=self.properties)
         except TableAlreadyExistsError:
@@ -140,10 +140,15 @@ class TableWriter:
     # ---- the fenced commit -----------------------------------------------------------------------
 
     def commit(
-        self, data: pa.Table, positions: dict[int, int], expected: dict[int, int | None]
+        self,
+        data: pa.Table,
+        positions: dict[int, int],
+        expected: dict[int, int | None],
+        extra_properties: Callable[[Table], dict[str, str]] | None = None,
     ) -> CommitOutcome:
         """Append `data` (may be empty: an offset-only commit) and advance `positions`, fenced on
-        `expected` (the table's offsets this writer last saw for those partitions)."""
+        `expected` (the table's offsets this writer last saw for those partitions). `extra_properties`
+        computes further table properties from the refreshed table, set in the same commit."""
         ours: set[str] = set()
         for attempt in range(1, self.max_attempts + 1):
             table = self.ensure(data.schema)
@@ -161,6 +166,8 @@ class TableWriter:
             ours.add(commit_id)
             props = offset_properties(self.group, self.topic, merged, commit_id)
             summary = {**props, COMMIT_ID: commit_id, WRITER: self.writer_id}
+            if extra_properties is not None:
+                props = {**props, **extra_properties(table)}
             txn = table.transaction()
             new_cols = [f for f in data.schema if f.name not in table.schema().column_names]
             if new_cols:
@@ -185,7 +192,8 @@ class TableWriter:
                     self.log.warning("iceberg_commit_unknown", table=self.identifier, error=repr(exc))
                 time.sleep(min(0.05 * 2**attempt, 2.0))
                 continue
-            self.faults("after_commit")
+            if new_cols:
+                self._ensure_layout(table)  # partition fields whose columns only now exist
             return CommitOutcome(True, merged, commit_id, attempt)
         raise FatalRuntimeError(f"{self.identifier}: no commit after {self.max_attempts} attempts")
 

@@ -1,0 +1,51 @@
+"""Delivery reports: which produced records the broker (or the client) refused, and why.
+
+Both commit protocols flush before committing and look here: a record-level refusal (too large,
+invalid, bad timestamp; see `eos.errors.RECORD_CODES`) names the output so that the batch can be re-run
+with its source record routed to the dead-letter topic; any other delivery failure only aborts.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+from streamsvc.eos.errors import RECORD_CODES
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An output the broker refused for what it is (not for where or when it was sent)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    error: str
+
+
+class DeliveryReports:
+    """The producer's `on_delivery` callback target; callbacks may run on any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rejected: list[Rejected] = []
+        self._failed: list[str] = []
+
+    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            return
+        with self._lock:
+            if err.code() in RECORD_CODES:
+                self._rejected.append(Rejected(msg.topic() or "", msg.key(), msg.value(), str(err)))
+            elif err.code() not in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+                self._failed.append(f"{msg.topic()}: {err}")
+
+    def take(self) -> tuple[list[Rejected], list[str]]:
+        """(record-level refusals, other failures) since the last call."""
+        with self._lock:
+            rejected, failed = self._rejected, self._failed
+            self._rejected, self._failed = [], []
+        return rejected, failed

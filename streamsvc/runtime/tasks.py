@@ -1,0 +1,565 @@
+"""The one owner of an agent's task lifecycle: assign, process, commit, revoke, lose, fail, close.
+
+Both agents -- Kafka -> Kafka under a commit protocol (`runtime.agent.StreamTask`) and Kafka -> Iceberg
+(`sinks.iceberg.agent.IcebergTask`) -- run through `TaskManager.run`, as Kafka Streams' tasks run
+through its TaskManager, so these rules hold everywhere (BRIEF §3.1):
+
+- A failed task never commits. Any exception leaving the loop marks the manager failed *before* the
+  consumer closes, so the revoke callback that `close()` triggers only forgets; the open transaction
+  is aborted, best effort, and the agent exits.
+- Positions advance only for records whose outputs the task has buffered (`Task.process` returned).
+- An abortable error, a refused record (`RetryBatch`) or an aborted commit discards everything since
+  the last commit: every partition that took part is rewound, state included, to its last committed
+  position. A rewind decided inside a rebalance callback (incremental protocols keep partitions across
+  a rebalance) is carried out after `consume()` returns, and that call's records of those partitions are
+  dropped, so no record fetched before the rewind is processed after it.
+- The revoke callback commits a healthy transaction before the partitions move; a lost partition's
+  transaction is aborted.
+- `max_consecutive_aborts` aborts in a row without a commit mark the agent not ready (livelock guard).
+- An assignment that disagrees with the subscription (a static member handed a cached assignment
+  after a restart with another topic, or missing partitions added since) forces a rejoin.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+from streamsvc.eos.errors import AbortableError, DeadlineExceeded, ErrorKind, classify, is_fatal, kafka_error
+from streamsvc.errors import FatalRuntimeError, StreamsvcError
+from streamsvc.faults import FaultHook, no_faults
+from streamsvc.observability import metrics as m
+from streamsvc.observability.http import HealthState
+
+TP = tuple[str, int]
+MAX_RESUBSCRIBES = 3
+
+
+class RetryBatch(StreamsvcError):
+    """Records that fail only once folded or sent were found; the task has noted them for the
+    dead-letter topic. Abort, rewind and process the input again."""
+
+
+class StaleAssignment(StreamsvcError):
+    """The group coordinator keeps handing out an assignment that does not match the subscription."""
+
+
+@dataclass(frozen=True)
+class Rewind:
+    """A commit that did not happen. Rewind to `to` where given (authoritative positions, e.g. what an
+    Iceberg table holds after a fence), else to the last commit. `progress`: the failure named its
+    culprits (they go to the DLQ on the re-run), so it does not count towards the livelock guard."""
+
+    reason: str
+    to: Mapping[TP, int] = field(default_factory=dict)
+    progress: bool = False
+
+
+class Task(ABC):
+    """What an agent does with its partitions; `TaskManager` decides when."""
+
+    name: str
+    default_start: int = OFFSET_INVALID
+    """Where a partition without a committed position starts (OFFSET_INVALID: `auto.offset.reset`)."""
+
+    @abstractmethod
+    def consumer_config(self) -> dict[str, Any]:
+        """librdkafka settings of the agent's consumer (the manager adds its callbacks)."""
+
+    @abstractmethod
+    def subscription(self) -> list[str]:
+        """The topics to subscribe to."""
+
+    def open(self, consumer: Consumer) -> None:
+        """Create producers and check topics; runs before the subscription."""
+        return None
+
+    @abstractmethod
+    def start_positions(self, consumer: Consumer, partitions: list[TP]) -> dict[TP, int]:
+        """Committed positions of newly assigned partitions (absent: nothing committed)."""
+
+    def restore(self, partitions: set[TP], committed: Mapping[TP, int]) -> None:
+        """Make the state of `partitions` what it was at their committed positions."""
+        return None
+
+    @abstractmethod
+    def process(self, records: list[Message]) -> None:
+        """Process and buffer one batch; raise `RetryBatch` to re-run it from the last commit."""
+
+    def before_poll(self) -> None:
+        """Work at the start of every loop turn (e.g. follow replicated tables)."""
+        return None
+
+    def tick(self, now: float) -> None:
+        """Work at the end of every loop turn (idle partitions, periodic merges)."""
+        return None
+
+    @property
+    @abstractmethod
+    def pending(self) -> bool:
+        """Whether anything is buffered or open since the last commit."""
+
+    @abstractmethod
+    def commit_due(self, now: float, idle: bool) -> bool:
+        """Whether to commit now (`idle`: the last poll returned nothing)."""
+
+    @abstractmethod
+    def commit(self, positions: dict[TP, int], committed: Mapping[TP, int]) -> Rewind | None:
+        """Commit what is buffered with `positions` (next offsets processed since the last commit;
+        `committed`: the last commit's); None when committed."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Discard what is buffered and abort the open transaction (idempotent)."""
+
+    def drop(self, partitions: set[TP]) -> None:
+        """Forget the state of partitions that moved away."""
+        return None
+
+    def finish(self) -> None:
+        """Last work before a `--until-caught-up` run ends (after its final commit)."""
+        return None
+
+    def close(self) -> None:
+        """Release clients; must not raise."""
+        return None
+
+
+class TaskManager:
+    """Runs one `Task` with one consumer until `stop`, caught up (`until_caught_up`) or a failure."""
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        bootstrap_servers: str,
+        batch_size: int,
+        poll_timeout_s: float,
+        log: Any,
+        labels: dict[str, str],
+        health: HealthState | None = None,
+        until_caught_up: bool = False,
+        max_consecutive_aborts: int = 10,
+        faults: FaultHook = no_faults,
+    ) -> None:
+        self.task = task
+        self.name = task.name
+        self.bootstrap_servers = bootstrap_servers
+        self.batch_size, self.poll_timeout_s = batch_size, poll_timeout_s
+        self.log, self.labels = log, labels
+        self.health = health or HealthState()
+        self.until_caught_up = until_caught_up
+        self.max_consecutive_aborts = max_consecutive_aborts
+        self.faults = faults
+        self.assigned: set[TP] = set()
+        self.committed: dict[TP, int] = {}  # next offsets as of the last commit
+        self.positions: dict[TP, int] = {}  # next offsets processed since the last commit
+        self.end_at_assign: dict[TP, int] = {}
+        self.failed: BaseException | None = None
+        self.commits = 0
+        self.consecutive_aborts = 0
+        self.first_record_at: float | None = None  # monotonic; for throughput reporting
+        # A rebalance inside consume() can hand back records fetched before it *and* the same offsets
+        # fetched again after it: `_next` (the next offset a partition may deliver) drops the copies.
+        self._next: dict[TP, int] = {}
+        self._first: dict[TP, int] = {}  # first offset processed where nothing is committed yet
+        self._latched: BaseException | None = None
+        self._rewind_after_poll: set[TP] = set()
+        self._resubscribes = 0
+        self._resubscribe_due = False
+        self.consumer: Consumer
+
+    # ---- the loop -----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume, process and commit until stopped; commits the open work before returning."""
+        conf = self.task.consumer_config()
+        self.incremental = _is_incremental(conf)
+        self.consumer = Consumer({**conf, "error_cb": self._on_client_error})
+        try:
+            self.task.open(self.consumer)
+            self.health.set_ready(self.name, False)
+            self._subscribe()
+            self.health.polled(self.name)
+            while not stop.is_set():
+                self.task.before_poll()
+                msgs = self.consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout_s)
+                self._raise_latched()
+                if self._resubscribe_due:
+                    self._resubscribe()
+                    continue
+                records = self._accept(msgs)
+                if self._rewind_after_poll:
+                    self._rewind(self._rewind_after_poll)
+                    records = [
+                        r for r in records if (r.topic(), r.partition()) not in self._rewind_after_poll
+                    ]
+                    self._rewind_after_poll = set()
+                now = time.monotonic()
+                self.health.polled(self.name)
+                m.LAST_POLL.labels(**self.labels).set(time.time())
+                if records:
+                    self._process(records)
+                self.task.tick(now)
+                if self.task.pending and self.task.commit_due(now, idle=not msgs):
+                    self.commit()
+                if self.until_caught_up and self.caught_up() and self.commit() and not self.task.pending:
+                    self.task.finish()
+                    break
+            self.commit(rewind=False)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        finally:
+            self._close()
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            self.task.subscription(),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def _resubscribe(self) -> None:
+        """Leave and rejoin the group: the coordinator then computes a fresh assignment."""
+        self._resubscribe_due = False
+        self._resubscribes += 1
+        if self._resubscribes > MAX_RESUBSCRIBES:
+            raise StaleAssignment(
+                f"{self.name}: the group keeps assigning partitions that do not match the subscription "
+                f"{self.task.subscription()}; another member of the group may subscribe to other topics"
+            )
+        self.log.warning("stale_assignment_rejoining", attempt=self._resubscribes)
+        self.consumer.unsubscribe()
+        self._subscribe()
+
+    def _accept(self, msgs: list[Message]) -> list[Message]:
+        """The records among `msgs` to process: no consumer events, no stale or repeated fetches."""
+        good: list[Message] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if is_fatal(err):
+                    raise FatalRuntimeError(f"fatal consumer error: {err}")
+                if err.code() != KafkaError._PARTITION_EOF:
+                    self.log.warning("consume_error", error=str(err))
+                continue
+            tp = (msg.topic() or "", msg.partition() or 0)
+            if tp not in self.assigned:  # a stale fetch of a partition revoked meanwhile
+                continue
+            offset = msg.offset() or 0
+            if offset < self._next.get(tp, offset):
+                continue
+            self._next[tp] = offset + 1
+            if tp not in self.committed and tp not in self._first:
+                self._first[tp] = offset
+            good.append(msg)
+        if good and self.first_record_at is None:
+            self.first_record_at = time.monotonic()
+        return good
+
+    def _process(self, records: list[Message]) -> None:
+        try:
+            self.task.process(records)
+        except BaseException as exc:
+            reason = self._abortable(exc)
+            self.task.abort()
+            self._count_abort(reason, progress=isinstance(exc, RetryBatch))
+            self._rewind(self.assigned)
+            return
+        positions = self.positions
+        for msg in records:  # in offset order per partition, so the last one wins
+            positions[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+
+    # ---- commit and abort -----------------------------------------------------------------------
+
+    def commit(self, rewind: bool = True) -> bool:
+        """Commit the open work (never when failed). False when it was discarded instead; with
+        `rewind`, every assigned partition is then rewound to its last commit."""
+        if self.failed is not None:
+            return False
+        if not self.task.pending:
+            return True
+        positions = dict(self.positions)
+        started = time.perf_counter()
+        try:
+            outcome = self.task.commit(positions, self.committed)
+        except BaseException as exc:
+            outcome = Rewind(self._abortable(exc), progress=isinstance(exc, RetryBatch))
+            self.task.abort()
+        if outcome is None:
+            m.COMMIT_DURATION.labels(**self.labels).observe(time.perf_counter() - started)
+            m.TRANSACTIONS_COMMITTED.labels(**self.labels).inc()
+            self.committed.update(positions)
+            self.positions.clear()
+            self.commits += 1
+            if self.consecutive_aborts >= self.max_consecutive_aborts:
+                self.log.info("livelock_cleared", aborts=self.consecutive_aborts)
+                self.health.set_ready(self.name, bool(self.assigned))
+            self.consecutive_aborts = 0
+            m.CONSECUTIVE_ABORTS.labels(**self.labels).set(0)
+            self.faults("after_commit")
+            return True
+        self.committed.update(outcome.to)
+        self._count_abort(outcome.reason, outcome.progress)
+        if rewind:
+            self._rewind(self.assigned)
+        return False
+
+    def _abortable(self, exc: BaseException) -> str:
+        """The reason to abort and rewind for `exc`; re-raises what must end the agent instead."""
+        if isinstance(exc, RetryBatch | AbortableError):
+            return str(exc)
+        err = kafka_error(exc)
+        if err is not None:
+            if classify(err) is ErrorKind.FATAL:
+                raise FatalRuntimeError(f"fatal Kafka error: {err}") from exc
+            return str(err)
+        raise exc
+
+    def _abort(self, reason: str) -> None:
+        self.task.abort()
+        self._count_abort(reason)
+
+    def _count_abort(self, reason: str, progress: bool = False) -> None:
+        self.positions.clear()
+        m.TRANSACTIONS_ABORTED.labels(**self.labels).inc()
+        if progress:  # the re-run dead-letters what failed: not a livelock
+            self.log.info("transaction_aborted_rerun", reason=reason)
+            return
+        self.consecutive_aborts += 1
+        m.CONSECUTIVE_ABORTS.labels(**self.labels).set(self.consecutive_aborts)
+        self.log.warning("transaction_aborted", reason=reason, consecutive=self.consecutive_aborts)
+        if self.consecutive_aborts == self.max_consecutive_aborts:
+            self.health.set_ready(self.name, False)
+            self.log.error(
+                "agent_livelocked",
+                reason=reason,
+                aborts=self.consecutive_aborts,
+                stuck_at={
+                    f"{t}:{p}": o for (t, p), o in sorted(self.committed.items()) if (t, p) in self.assigned
+                },
+            )
+
+    def _rewind(self, partitions: set[TP]) -> None:
+        """Seek `partitions` back to their last commit, state included."""
+        partitions = partitions & self.assigned
+        if not partitions:
+            return
+        self.task.restore(partitions, self.committed)
+        for topic, partition in sorted(partitions):
+            tp = (topic, partition)
+            target = self.committed.get(tp, self._first.get(tp))
+            self._next.pop(tp, None)
+            if target is None:
+                continue  # nothing processed since the assignment: nothing to go back over
+            self._next[tp] = target
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, target))
+            except KafkaException as exc:
+                # Going on from the current position would skip the aborted records: restart instead.
+                raise FatalRuntimeError(f"cannot rewind {topic}:{partition} to {target}: {exc}") from exc
+        self.log.info("rewound", partitions=len(partitions))
+
+    # ---- progress -------------------------------------------------------------------------------
+
+    def consumer_positions(self, partitions: set[TP] | None = None) -> dict[TP, int]:
+        """The consumer's positions (past transaction markers) of partitions fetched from."""
+        tps = sorted(self.assigned if partitions is None else partitions & self.assigned)
+        got = self.consumer.position([TopicPartition(t, p) for t, p in tps])
+        return {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
+
+    def caught_up(self) -> bool:
+        """Every assigned partition processed up to its end offset at assignment."""
+        if not self.assigned:
+            return False
+        positions = self.consumer_positions()
+        return all(
+            max(positions.get(tp, 0), self.committed.get(tp, 0)) >= self.end_at_assign.get(tp, 0)
+            for tp in self.assigned
+        )
+
+    # ---- rebalance callbacks (run inside consume()) -------------------------------------------
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # surfaced after consume() returns, not inside librdkafka
+            self._latched = self._latched or exc
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if is_fatal(err):
+            self._latched = self._latched or FatalRuntimeError(f"fatal Kafka client error: {err}")
+        else:
+            self.log.warning("kafka_client_error", error=str(err))
+
+    def _raise_latched(self) -> None:
+        latched, self._latched = self._latched, None
+        if latched is None:
+            return
+        if isinstance(latched, StreamsvcError):
+            raise latched
+        raise FatalRuntimeError(f"{type(latched).__name__}: {latched}") from latched
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        def assign() -> None:
+            m.REBALANCES.labels(**self.labels, kind="assign").inc()
+            tps = [(tp.topic, tp.partition) for tp in partitions]
+            stale = self._stale(tps)
+            if stale:
+                self.log.warning("stale_assignment", problem=stale, partitions=_fmt(tps))
+                self._resubscribe_due = True
+                return
+            self._resubscribes = 0
+            starts = self.task.start_positions(consumer, tps)
+            for tp in tps:
+                self.assigned.add(tp)
+                self._next.pop(tp, None)
+                self._first.pop(tp, None)
+                if tp in starts:
+                    self.committed[tp] = self._next[tp] = starts[tp]
+                else:
+                    self.committed.pop(tp, None)
+                if self.until_caught_up:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=30)
+                    self.end_at_assign[tp] = high
+            self.task.restore(set(tps), self.committed)
+            assignment = [TopicPartition(t, p, starts.get((t, p), self.task.default_start)) for t, p in tps]
+            if self.incremental:
+                consumer.incremental_assign(assignment)
+            else:
+                consumer.assign(assignment)
+            m.ASSIGNED_PARTITIONS.labels(**self.labels).set(len(self.assigned))
+            if self.consecutive_aborts < self.max_consecutive_aborts:
+                self.health.set_ready(self.name, True)
+            self.log.info("partitions_assigned", partitions={f"{t}:{p}": starts.get((t, p)) for t, p in tps})
+
+        self._guard(assign)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        def revoke() -> None:
+            m.REBALANCES.labels(**self.labels, kind="revoke").inc()
+            tps = {(tp.topic, tp.partition) for tp in partitions}
+            if self.failed is None and tps & self.assigned:
+                try:
+                    self.faults("revoke")
+                    committed = self.commit(rewind=False)  # before the partitions move
+                except BaseException as exc:
+                    self._abort(self._abortable(exc))
+                    committed = False
+                if not committed:
+                    self._rewind_after_poll |= self.assigned - tps
+            self._forget(tps)
+            self.log.info("partitions_revoked", partitions=len(tps))
+
+        self._guard(revoke)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        def lost() -> None:
+            m.REBALANCES.labels(**self.labels, kind="lost").inc()
+            tps = {(tp.topic, tp.partition) for tp in partitions}
+            if self.task.pending:  # another member may own them already: never commit this work
+                self._abort(f"partitions lost: {_fmt(tps)}")
+                self._rewind_after_poll |= self.assigned - tps
+            self._forget(tps)
+            self.log.warning("partitions_lost", partitions=len(tps))
+
+        self._guard(lost)
+
+    def _forget(self, tps: set[TP]) -> None:
+        for tp in tps:
+            self.assigned.discard(tp)
+            for book in (self.committed, self.positions, self._next, self._first, self.end_at_assign):
+                book.pop(tp, None)
+        self._rewind_after_poll -= tps
+        self.task.drop(tps)
+        m.ASSIGNED_PARTITIONS.labels(**self.labels).set(len(self.assigned))
+
+    def _stale(self, tps: list[TP]) -> str | None:
+        """Why an assignment cannot be right for this subscription, or None."""
+        subscribed = set(self.task.subscription())
+        foreign = sorted({t for t, _ in tps} - subscribed)
+        if foreign:
+            return f"partitions of {foreign}, which this agent does not subscribe to"
+        if self.incremental:
+            return None
+        try:
+            return _uncovered(
+                self.bootstrap_servers,
+                self.consumer,
+                str(self.task.consumer_config()["group.id"]),
+                subscribed,
+            )
+        except (KafkaException, KeyError, TimeoutError) as exc:  # the check is a safety net, not a gate
+            self.log.warning("assignment_check_failed", error=str(exc))
+            return None
+
+    # ---- failure and close ----------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failed is None:
+            self.failed = exc
+            self.health.set_ready(self.name, False)
+        try:
+            self.task.abort()  # best effort; a stuck client raises at once
+        except BaseException as abort_exc:
+            self.log.warning("abort_after_failure_failed", error=repr(abort_exc))
+
+    def _close(self) -> None:
+        if not isinstance(self.failed, DeadlineExceeded):  # a stuck client would hang close() too
+            try:
+                self.consumer.close()  # runs the revoke callback: it commits only a healthy task
+            except (KafkaException, RuntimeError) as exc:
+                self.log.warning("consumer_close_failed", error=str(exc))
+        self._latched = None
+        try:
+            self.task.close()
+        except BaseException as exc:
+            self.log.warning("task_close_failed", error=repr(exc))
+        self.health.set_ready(self.name, False)
+
+
+def _is_incremental(conf: Mapping[str, Any]) -> bool:
+    """Whether the consumer keeps partitions across a rebalance (cooperative-sticky, KIP-848)."""
+    strategy = str(conf.get("partition.assignment.strategy", ""))
+    return "cooperative" in strategy or str(conf.get("group.protocol", "classic")).lower() == "consumer"
+
+
+def _uncovered(bootstrap: str, consumer: Consumer, group: str, topics: set[str]) -> str | None:
+    """Partitions of `topics` that no member of `group` is assigned (a cached static assignment)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+    held = {
+        (tp.topic, tp.partition)
+        for member in desc.members
+        if member.assignment is not None
+        for tp in member.assignment.topic_partitions
+    }
+    meta = consumer.list_topics(timeout=10).topics
+    missing = sorted(
+        (t, p)
+        for t in topics
+        if t in meta and not meta[t].error
+        for p in meta[t].partitions
+        if (t, p) not in held
+    )
+    return f"no member is assigned {_fmt(missing)}" if missing else None
+
+
+def _fmt(tps: Any) -> list[str]:
+    return [f"{t}:{p}" for t, p in sorted(tps)]
