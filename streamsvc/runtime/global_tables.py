@@ -35,24 +35,31 @@ class GlobalTableReader:
             }
         )
 
-    def start(self, timeout_s: float = 300.0) -> int:
-        """Assign every partition from the beginning and apply everything up to the current end."""
+    def start(self, stall_timeout_s: float = 120.0) -> int:
+        """Assign every partition from the beginning and apply everything up to the current end.
+        Fails only when no partition makes progress for `stall_timeout_s`."""
         meta = self.consumer.list_topics(self.table.topic, timeout=30)
         partitions = sorted(meta.topics[self.table.topic].partitions)
         self.consumer.assign([TopicPartition(self.table.topic, p, OFFSET_BEGINNING) for p in partitions])
-        ends = {
-            p: self.consumer.get_watermark_offsets(TopicPartition(self.table.topic, p), timeout=30)[1]
+        bounds = {
+            p: self.consumer.get_watermark_offsets(TopicPartition(self.table.topic, p), timeout=30)
             for p in partitions
         }
-        applied, deadline = 0, time.monotonic() + timeout_s
-        pending = {p for p, end in ends.items() if end > 0}
+        ends = {p: high for p, (_, high) in bounds.items()}
+        # A compacted partition whose records were all deleted has low == high > 0: nothing to read.
+        pending = {p for p, (low, high) in bounds.items() if high > low}
+        applied, last_progress, seen = 0, time.monotonic(), -1
         while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"global table {self.table.name}: partitions {sorted(pending)} not read")
             applied += self._apply(self.consumer.consume(num_messages=10_000, timeout=0.5))
-            for tp in self.consumer.position([TopicPartition(self.table.topic, p) for p in list(pending)]):
+            positions = self.consumer.position([TopicPartition(self.table.topic, p) for p in list(pending)])
+            for tp in positions:
                 if tp.offset >= ends[tp.partition]:
                     pending.discard(tp.partition)
+            progress = applied + sum(max(tp.offset, 0) for tp in positions)
+            if progress != seen:
+                seen, last_progress = progress, time.monotonic()
+            elif time.monotonic() - last_progress > stall_timeout_s:
+                raise TimeoutError(f"global table {self.table.name}: partitions {sorted(pending)} stalled")
         m.STATE_RESTORED.labels(**self.labels, store=self.table.name).inc(applied)
         self.log.info(
             "global_table_loaded", store=self.table.name, entries=applied, partitions=len(partitions)

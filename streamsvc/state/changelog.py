@@ -53,10 +53,11 @@ def write_changes(
 
 
 def read_changelog(
-    bootstrap: str, topic: str, partition: int, up_to_source_offset: int | None, timeout: float = 300.0
+    bootstrap: str, topic: str, partition: int, up_to_source_offset: int | None, stall_timeout: float = 120.0
 ) -> list[tuple[bytes, bytes | None]]:
     """The committed entries of one changelog partition, in order, whose source offset tag (the next
-    source offset when they were written) is at most `up_to_source_offset` (all of them when None)."""
+    source offset when they were written) is at most `up_to_source_offset` (all of them when None).
+    Fails only when the read makes no progress for `stall_timeout` seconds."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -71,7 +72,7 @@ def read_changelog(
         if high <= low:
             return entries
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + timeout
+        deadline, last = time.monotonic() + stall_timeout, -1
         while True:
             for msg in consumer.consume(num_messages=10_000, timeout=0.5):
                 if msg.error() is not None:
@@ -84,7 +85,9 @@ def read_changelog(
             # With read_committed the position passes transaction markers, so it can reach `high`.
             if position >= high:
                 return entries
-            if time.monotonic() > deadline:
+            if position != last:
+                last, deadline = position, time.monotonic() + stall_timeout
+            elif time.monotonic() > deadline:
                 raise TimeoutError(f"restoring {topic}:{partition} stalled at {position} of {high}")
     finally:
         consumer.close()
