@@ -16,6 +16,7 @@ from types import FrameType
 
 from streamsvc.config import load_settings
 from streamsvc.errors import FatalRuntimeError, StreamsvcError
+from streamsvc.observability.http import HealthState, serve_control_plane_for
 from streamsvc.observability.logging import configure_logging, get_logger
 
 EXIT_OK, EXIT_ERROR, EXIT_FATAL = 0, 1, 2
@@ -86,16 +87,22 @@ def run_sink(args: argparse.Namespace) -> int:
             codes.append(EXIT_ERROR)
             stop.set()
 
+    health = HealthState()
     agents = [
-        IcebergSinkAgent(spec, settings, make_catalog(catalog_config), until_caught_up=args.until_caught_up)
+        IcebergSinkAgent(
+            spec, settings, make_catalog(catalog_config), until_caught_up=args.until_caught_up, health=health
+        )
         for spec in specs
     ]
+    control = serve_control_plane_for(settings, health, log)  # /metrics /healthz /readyz and the status page
     threads = [threading.Thread(target=run_one, args=(a,), name=f"iceberg-{a.spec.name}") for a in agents]
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
         for t in threads:
             t.join(0.2)
+    if control is not None:
+        control.shutdown()
     return max(codes, default=EXIT_OK)
 
 

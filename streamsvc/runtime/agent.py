@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -35,8 +34,11 @@ from streamsvc.eos.transactions import (
 from streamsvc.errors import FatalRuntimeError
 from streamsvc.joins.copartition import check_copartitioned
 from streamsvc.observability import metrics as m
+from streamsvc.observability.graph import topology_graph
 from streamsvc.observability.http import HealthState
-from streamsvc.observability.logging import get_logger
+from streamsvc.observability.lag import ConsumerLag
+from streamsvc.observability.logging import get_logger, kafka_logging
+from streamsvc.observability.recorder import AgentMetrics
 from streamsvc.runtime.compiled import Tally
 from streamsvc.runtime.fatal import FatalLatch
 from streamsvc.runtime.global_tables import GlobalTableReader
@@ -81,6 +83,10 @@ class Agent(FatalLatch):
         self._committed: dict[TP, int] = {}  # next offsets as of the last successful commit
         self._end_at_assign: dict[TP, int] = {}
         self._assigned: set[TP] = set()
+        s, eos = settings, settings.guarantee == "exactly_once"  # observability hooks: metrics, status, lag
+        graph, tid = topology_graph(topology, settings), self.transactional_id if eos else ""
+        self.obs = AgentMetrics(s.app_id, self.name, self.log, graph, "stream", s.guarantee, tid)
+        self.lag = ConsumerLag(self._labels, lambda: {p: self._committed.get(p) for p in self._assigned}, eos)
         self._fatal = None
         self._txn_started = 0.0
         self.global_readers: list[GlobalTableReader] = []
@@ -116,8 +122,8 @@ class Agent(FatalLatch):
             "isolation.level": "read_committed" if s.guarantee == "exactly_once" else "read_uncommitted",
             "auto.offset.reset": "earliest",
             "error_cb": self._on_client_error,
-            "stats_cb": self._on_stats,
-            "statistics.interval.ms": 5000,
+            **self.lag.client_config(),  # observability hook: consumer lag from statistics
+            **kafka_logging(app=s.app_id, agent=self.name),  # observability hook: librdkafka logs
         }
         if s.static_membership:
             conf["group.instance.id"] = f"{self.name}.{s.effective_instance_id}"
@@ -131,6 +137,7 @@ class Agent(FatalLatch):
             "linger.ms": 5,
             "partitioner": "murmur2_random",  # same key -> partition mapping as the Java clients
             "error_cb": self._on_client_error,
+            **kafka_logging(app=s.app_id, agent=self.name, transactional_id=self.transactional_id),
         }
         if s.guarantee == "exactly_once":
             conf.update(
@@ -159,14 +166,6 @@ class Agent(FatalLatch):
         created += ensure_topics(admin, changelogs, CHANGELOG_CONFIG)
         if created:
             self.log.info("topics_created", topics=created, partitions=partitions)
-
-    def _on_stats(self, raw: str) -> None:
-        stats = orjson.loads(raw)
-        for topic, tstats in stats.get("topics", {}).items():
-            for part, pstats in tstats.get("partitions", {}).items():
-                lag = pstats.get("consumer_lag", -1)
-                if part != "-1" and lag >= 0:
-                    m.CONSUMER_LAG.labels(**self._labels, topic=topic, partition=part).set(lag)
 
     # ---- main loop ----------------------------------------------------------------------------
 
@@ -269,6 +268,7 @@ class Agent(FatalLatch):
             return
         if self.first_record_at is None:
             self.first_record_at = time.monotonic()
+        self.obs.batch(good)  # observability hook: end-to-end latency samples
         if not self.committer.in_transaction:
             self.committer.begin()
             self._txn_started = time.monotonic()
@@ -321,6 +321,7 @@ class Agent(FatalLatch):
         agent_wm = self.watermarks.agent_watermark()
         if agent_wm is not None:
             m.WATERMARK_LAG.labels(**self._labels).set(max(0.0, time.time() - agent_wm / 1000))
+        self.obs.watermarks(self.watermarks)  # observability hook: watermark per partition
         if not self.settings.wall_clock_fallback or now - self._last_idle_check < 0.5:
             return
         self._last_idle_check = now
@@ -355,33 +356,19 @@ class Agent(FatalLatch):
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
         started = time.perf_counter()
         if self.committer.commit(offsets):
-            m.COMMIT_DURATION.labels(**self._labels).observe(time.perf_counter() - started)
-            m.TRANSACTIONS_COMMITTED.labels(**self._labels).inc()
+            self.obs.committed(self._pending, time.perf_counter() - started, offsets)  # observability hook
             self._committed.update(self._positions)
             self._record(self._pending)
             self._positions.clear()
             self._pending.clear()
             return
-        m.TRANSACTIONS_ABORTED.labels(**self._labels).inc()
+        self.obs.aborted()  # observability hook
         self._positions.clear()
         self._pending.clear()
         if rewind:
             self._rewind()
 
     def _record(self, tally: Tally) -> None:
-        labels = self._labels
-        for topic, n in tally.consumed.items():
-            m.RECORDS_CONSUMED.labels(**labels, topic=topic).inc(n)
-        for topic, n in tally.emitted.items():
-            m.RECORDS_EMITTED.labels(**labels, topic=topic).inc(n)
-        for topic, n in tally.filtered.items():
-            m.RECORDS_FILTERED.labels(**labels, topic=topic).inc(n)
-        for (topic, stage), n in tally.dead_lettered.items():
-            m.RECORDS_DEAD_LETTERED.labels(**labels, topic=topic, stage=stage).inc(n)
-        for topic, n in tally.late.items():
-            m.RECORDS_LATE.labels(**labels, topic=topic).inc(n)
-        for topic, n in tally.produced.items():
-            m.RECORDS_PRODUCED.labels(**labels, topic=topic).inc(n)
         self.totals.add(tally)
         if self.on_commit is not None:
             self.on_commit(tally)
@@ -394,7 +381,8 @@ class Agent(FatalLatch):
                     continue
                 up_to = self._committed.get((topic, partition), 0)
                 entries = read_changelog(
-                    self.settings.bootstrap_servers, window.changelog_topic, partition, up_to
+                    self.settings.bootstrap_servers, window.changelog_topic, partition, up_to,
+                    progress=self.obs.restore_progress(window.name, partition),  # observability hook
                 )
                 window.engine.restore(partition, entries)
                 m.STATE_RESTORED.labels(**self._labels, store=window.name).inc(len(entries))
@@ -476,7 +464,7 @@ class Agent(FatalLatch):
             m.REBALANCES.labels(**self._labels, kind="lost").inc()
             if self.committer.in_transaction:
                 self.committer.abort()
-                m.TRANSACTIONS_ABORTED.labels(**self._labels).inc()
+                self.obs.aborted()  # observability hook
                 self._positions.clear()
                 self._pending.clear()
             self._forget(partitions)
@@ -486,6 +474,7 @@ class Agent(FatalLatch):
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         self.watermarks.revoke([tp.partition for tp in partitions if tp.topic in self._window_topics])
+        self.obs.forget_partitions(tp.partition for tp in partitions if tp.topic in self._window_topics)
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._assigned.discard(key)

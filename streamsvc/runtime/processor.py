@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from streamsvc.config import Settings
-from streamsvc.dlq.records import OutputRecord, SourceMessage, Stage, dead_letter
+from streamsvc.dlq.records import OutputRecord, SourceMessage, Stage, dead_letter, error_class_of
 from streamsvc.errors import DecodeError, LateRecordError, TopologyError
 from streamsvc.joins.interval import IntervalJoin
 from streamsvc.joins.table import CdcTable, GlobalTable
@@ -532,6 +532,7 @@ class Processor:
         rec = dead_letter(msg, src.dlq_topic, stage, exc, self.app)
         outputs.append(rec)
         tally.dead_lettered[(src.topic, stage)] += 1
+        tally.error_classes[(src.topic, stage, error_class_of(exc))] += 1  # observability hook
         tally.produced[rec.topic] += 1
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import signal
 import threading
-from http.server import ThreadingHTTPServer
 from types import FrameType
 
 from streamsvc.config import Settings
 from streamsvc.errors import FatalRuntimeError
-from streamsvc.observability.http import HealthState, serve_control_plane
+from streamsvc.observability.http import ControlPlane, HealthState, serve_control_plane_for
 from streamsvc.observability.logging import get_logger
 from streamsvc.runtime.agent import Agent
 from streamsvc.topology.model import Topology
@@ -36,7 +35,7 @@ class Worker:
         self.log = get_logger(app=settings.app_id)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: ControlPlane | None = None
 
     def _run_agent(self, agent: Agent) -> None:
         try:
@@ -54,10 +53,8 @@ class Worker:
 
     def start(self) -> None:
         """Serve the control plane (when `metrics_port` is set) and start every agent on its own thread."""
-        if self.settings.metrics_port and self._server is None:
-            s = self.settings
-            self._server = serve_control_plane(s.metrics_host, s.metrics_port, self.health)
-            self.log.info("control_plane_listening", port=self.settings.metrics_port)
+        if self._server is None:
+            self._server = serve_control_plane_for(self.settings, self.health, self.log)
         for agent in self.agents:
             t = threading.Thread(
                 target=self._run_agent, args=(agent,), name=f"agent-{agent.name}", daemon=True

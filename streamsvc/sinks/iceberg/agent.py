@@ -32,7 +32,11 @@ from streamsvc.config import Settings
 from streamsvc.dlq.records import Stage, dead_letter
 from streamsvc.errors import DecodeError, FatalRuntimeError
 from streamsvc.observability import metrics as m
-from streamsvc.observability.logging import get_logger
+from streamsvc.observability.graph import sink_graph
+from streamsvc.observability.http import HealthState
+from streamsvc.observability.lag import ConsumerLag
+from streamsvc.observability.logging import get_logger, kafka_logging
+from streamsvc.observability.recorder import AgentMetrics
 from streamsvc.runtime.fatal import FatalLatch
 from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
 from streamsvc.serde.base import SerdeContext
@@ -58,6 +62,7 @@ class IcebergSinkAgent(FatalLatch):
         faults: FaultHook | None = None,
         kafka_commit: bool = True,
         on_commit: Callable[[int], None] | None = None,
+        health: HealthState | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -114,6 +119,12 @@ class IcebergSinkAgent(FatalLatch):
         self._fatal = None
         self.committed_rows = 0
         self.commits = 0
+        self.health = health or HealthState()  # observability hooks: probes, metrics, status entry, lag
+        graph = sink_graph(self.topic, self.dlq_topic, spec.table, spec.silver_table, spec.name)
+        self.obs = AgentMetrics(settings.app_id, spec.name, self.log, graph, "iceberg", "exactly_once")
+        table_lag = im.OFFSET_LAG.labels(**self._ilabels).set
+        held = lambda: {(self.topic, p): self._expected.get(p) for p in self._assigned}  # noqa: E731
+        self.lag = ConsumerLag(self._labels, held, read_committed=True, on_total=table_lag)
 
     # ---- set-up -------------------------------------------------------------------------------
 
@@ -128,6 +139,8 @@ class IcebergSinkAgent(FatalLatch):
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "range,roundrobin",  # eager: on_assign seeks via assign()
             "error_cb": self._on_client_error,
+            **self.lag.client_config(),  # observability hook: lag against the table's offsets
+            **kafka_logging(app=s.app_id, agent=self.spec.name, table=self.spec.table),  # observability hook
         }
         if s.static_membership:
             conf["group.instance.id"] = f"{self.spec.name}.{self.instance}"
@@ -142,6 +155,7 @@ class IcebergSinkAgent(FatalLatch):
             "acks": "all",
             "linger.ms": 5,
             "error_cb": self._on_client_error,
+            **kafka_logging(app=s.app_id, agent=self.spec.name, table=self.spec.table),  # observability hook
             **{k: v for k, v in s.producer.items() if k != "transactional.id"},
         }
 
@@ -164,6 +178,7 @@ class IcebergSinkAgent(FatalLatch):
             while not stop.is_set():
                 msgs = self.consumer.consume(num_messages=s.batch_size, timeout=poll_timeout)
                 self._raise_if_fatal()
+                self.health.polled(self.spec.name)  # observability hook: liveness
                 if msgs:
                     self._handle(msgs)
                 if self._due():
@@ -187,6 +202,7 @@ class IcebergSinkAgent(FatalLatch):
         except (KafkaException, RuntimeError) as exc:
             self.log.warning("consumer_close_failed", error=str(exc))
         self.producer.flush(10)
+        self.health.set_ready(self.spec.name, False)  # observability hook: readiness
         self._raise_if_fatal()
 
     def _handle(self, msgs: list[Message]) -> None:
@@ -195,6 +211,7 @@ class IcebergSinkAgent(FatalLatch):
         extras: list[dict[str, Any]] = []
         sources: list[Message] = []
         serde, ctx = self.spec.value_serde, SerdeContext(self.topic)
+        self.obs.batch(msgs)  # observability hook: end-to-end latency samples
         for msg in msgs:
             if not self._is_record(msg):
                 continue
@@ -252,7 +269,7 @@ class IcebergSinkAgent(FatalLatch):
                 self.producer.poll(0.05)
         self.producer.poll(0)
         self._pending["dead"] += 1
-        m.RECORDS_DEAD_LETTERED.labels(**self._labels, topic=self.topic, stage=stage).inc()
+        self.obs.dead_lettered(self.topic, stage, exc)  # observability hook: counted at the commit
 
     def _due(self) -> bool:
         if self._rows >= self.spec.max_rows or self._bytes >= self.spec.max_bytes:
@@ -295,6 +312,7 @@ class IcebergSinkAgent(FatalLatch):
         im.COMMIT_DURATION.labels(**self._ilabels).observe(time.perf_counter() - started)
         if not outcome.committed:
             im.COMMITS.labels(**self._ilabels, outcome="fenced").inc()
+            self.obs.aborted()  # observability hook
             self._reset_to(outcome.offsets)
             return False
         self.commit_seconds.append(time.perf_counter() - started)
@@ -307,8 +325,8 @@ class IcebergSinkAgent(FatalLatch):
         self._clear_buffer()
         self.commits += 1
         self.committed_rows += data.num_rows
-        m.RECORDS_CONSUMED.labels(**self._labels, topic=self.topic).inc(self._pending["consumed"])
-        m.RECORDS_EMITTED.labels(**self._labels, topic=self.topic).inc(self._pending["rows"])
+        self.obs.count(self.topic, self._pending["consumed"], self._pending["rows"])  # observability hook
+        self.obs.committed(None, self.commit_seconds[-1], {self.topic: positions})  # observability hook
         self._pending = dict.fromkeys(self._pending, 0)
         if self.kafka_commit:
             tps = [TopicPartition(self.topic, p, o) for p, o in positions.items()]
@@ -365,11 +383,7 @@ class IcebergSinkAgent(FatalLatch):
         table = self.writer.table
         if table is None:
             return
-        im.SNAPSHOTS.labels(**self._ilabels).set(len(table.metadata.snapshots))
-        snap = table.current_snapshot()
-        files = snap.summary["total-data-files"] if snap is not None and snap.summary is not None else None
-        if files is not None:
-            im.DATA_FILES.labels(**self._ilabels).set(int(files))
+        im.observe_table(self._ilabels, table)  # observability hook
 
     def _clear_buffer(self) -> None:
         self._buffer.clear()
@@ -409,6 +423,7 @@ class IcebergSinkAgent(FatalLatch):
                     self._end_at_assign[tp.partition] = high
             consumer.assign(partitions)
             m.ASSIGNED_PARTITIONS.labels(**self._labels).set(len(self._assigned))
+            self.health.set_ready(self.spec.name, True)  # observability hook: readiness
             self.log.info("partitions_assigned", offsets={tp.partition: tp.offset for tp in partitions})
 
         self._guard(assign)
