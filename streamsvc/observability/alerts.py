@@ -90,7 +90,7 @@ def rules(p: AlertParams = AlertParams()) -> dict[str, Any]:
             "warning",
             "Dead letters on {{ $labels.topic }}",
             f"More than {p.dlq_ratio:.0%} of the records consumed from {{{{ $labels.topic }}}} by "
-            "{{ $labels.agent }} go to the dead-letter topic (ratio {{ $value }}).",
+            "{{ $labels.agent }} go to the dead-letter topic ({{ $value | humanizePercentage }}).",
         ),
         _alert(
             "StreamsvcNoCommit",

@@ -92,7 +92,9 @@ CONSECUTIVE_ABORTS = Gauge(
     "streamsvc_consecutive_aborts", "Transactions aborted in a row since the last commit.", LABELS
 )
 LAST_COMMIT = Gauge(
-    "streamsvc_last_commit_timestamp_seconds", "Unix time of the last successful commit.", LABELS
+    "streamsvc_last_commit_timestamp_seconds",
+    "Unix time of the last successful commit (the agent's start before the first).",
+    LABELS,
 )
 PARTITION_WATERMARK = Gauge(
     "streamsvc_watermark_timestamp_seconds",

@@ -82,6 +82,7 @@ class AgentMetrics:
             **self.labels, kind=kind, guarantee=guarantee, transactional_id=transactional_id
         ).set(1)
         m.CONSECUTIVE_ABORTS.labels(**self.labels).set(0)
+        m.LAST_COMMIT.labels(**self.labels).set(time.time())  # "no commit since start" alerts too
         for name in (m.TRANSACTIONS_COMMITTED, m.TRANSACTIONS_ABORTED):
             name.labels(**self.labels)  # exported at 0 from the start, so rate() sees the first one
 
