@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from streamsvc.dlq.records import error_class_of
 from streamsvc.observability import metrics as m
-from streamsvc.observability.graph import Graph
+from streamsvc.observability.graph import SOURCE, Graph
 from streamsvc.observability.status import BOARD, AgentStatus, StatusBoard
 
 
@@ -83,8 +83,13 @@ class AgentMetrics:
         ).set(1)
         m.CONSECUTIVE_ABORTS.labels(**self.labels).set(0)
         m.LAST_COMMIT.labels(**self.labels).set(time.time())  # "no commit since start" alerts too
-        for name in (m.TRANSACTIONS_COMMITTED, m.TRANSACTIONS_ABORTED):
-            name.labels(**self.labels)  # exported at 0 from the start, so rate() sees the first one
+        # Exported at 0 from the start, so rate() sees the first increment and every panel has a series.
+        for counter in (m.TRANSACTIONS_COMMITTED, m.TRANSACTIONS_ABORTED):
+            counter.labels(**self.labels)
+        for node in self.status.graph.nodes.values():
+            if node.kind == SOURCE:
+                for counter in (m.RECORDS_CONSUMED, m.RECORDS_EMITTED, m.RECORDS_FILTERED, m.RECORDS_LATE):
+                    counter.labels(**self.labels, topic=node.topic)
 
     # ---- the loop's events -----------------------------------------------------------------------
 

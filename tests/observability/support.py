@@ -143,6 +143,7 @@ class ObservedRun:
                 "STREAMSVC_TOPIC_OUTPUT": names("output"),
                 "STREAMSVC_TOPIC_COUNTS": names("counts"),
                 "OBSERVED_STALL_FILE": str(self.stall_file),
+                "STREAMSVC_IDLE_TIMEOUT_MS": "2000",  # windowless partitions stop holding back
             },
             log=self.worker_log,
         )
