@@ -39,6 +39,14 @@ def error_class_name(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
+EXPECTATION_FAILED = "streamsvc.errors.ExpectationFailed"
+
+
+def error_class_of(exc: BaseException | str) -> str:
+    """The `dlq.error.class` of a failure: the exception's class, or ExpectationFailed for a violation."""
+    return error_class_name(exc) if isinstance(exc, BaseException) else EXPECTATION_FAILED
+
+
 def _as_bytes(data: str | bytes | None) -> bytes | None:
     return data.encode() if isinstance(data, str) else data
 
@@ -60,10 +68,8 @@ def dead_letter(
     out-of-range source timestamp cannot get the DLQ record refused too. `error_class` overrides the
     class name taken from `exc` (when re-writing a dead letter recorded earlier).
     """
-    if isinstance(exc, BaseException):
-        error_class, message = error_class or error_class_name(exc), str(exc) or repr(exc)
-    else:
-        error_class, message = error_class or "streamsvc.errors.ExpectationFailed", exc
+    error_class = error_class or error_class_of(exc)
+    message = (str(exc) or repr(exc)) if isinstance(exc, BaseException) else exc
     _, ts = msg.timestamp()
     original = msg.headers() or []
     headers: Headers = list(original.items() if isinstance(original, dict) else original)

@@ -28,3 +28,47 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
 
 def get_logger(**bind: Any) -> Any:
     return structlog.get_logger().bind(**bind)
+
+
+class _StructlogHandler(logging.Handler):
+    """Re-emits librdkafka's log lines (which confluent-kafka hands to a `logging.Logger` as
+    `"%s [%s] %s" % (facility, client name, message)`) as structlog JSON events."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        super().__init__(logging.DEBUG)
+        self.fields = fields
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) == 3 and record.msg == "%s [%s] %s":
+            facility, client, message = (str(a) for a in args)
+        else:
+            facility, client, message = "", "", record.getMessage()
+        log = structlog.get_logger().bind(**self.fields)
+        method = {logging.DEBUG: log.debug, logging.INFO: log.info, logging.WARNING: log.warning}.get(
+            record.levelno, log.error
+        )
+        method("librdkafka", facility=facility, client=client, message=message)
+
+
+_kafka_loggers: dict[tuple[tuple[str, Any], ...], logging.Logger] = {}
+
+
+def kafka_logger(**fields: Any) -> logging.Logger:
+    """A stdlib logger that routes a Kafka client's log lines through structlog with `fields` bound."""
+    key = tuple(sorted(fields.items()))
+    logger = _kafka_loggers.get(key)
+    if logger is None:
+        name = "streamsvc.librdkafka." + ".".join(f"{k}={v}" for k, v in key)
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [_StructlogHandler(dict(fields))]
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        _kafka_loggers[key] = logger
+    return logger
+
+
+def kafka_logging(**fields: Any) -> dict[str, Any]:
+    """Client config that sends librdkafka's own log lines (`%3|...|FAIL|...` on stderr by default)
+    through structlog: add `**kafka_logging(app=..., agent=...)` to a Consumer/Producer/AdminClient config."""
+    return {"logger": kafka_logger(**fields)}

@@ -24,8 +24,9 @@ RECORDS_FILTERED = Counter(
 )
 RECORDS_DEAD_LETTERED = Counter(
     "streamsvc_records_dead_lettered_total",
-    "Consumed records routed to a dead-letter topic.",
-    [*LABELS, "topic", "stage"],
+    "Consumed records routed to a dead-letter topic, by stage and error class (bounded: see "
+    "`error_class_label`).",
+    [*LABELS, "topic", "stage", "error_class"],
 )
 RECORDS_LATE = Counter(
     "streamsvc_records_late_total", "Records beyond the window grace period.", [*LABELS, "topic"]
@@ -66,13 +67,46 @@ REBALANCES = Counter("streamsvc_rebalances_total", "Partition assignment changes
 ASSIGNED_PARTITIONS = Gauge("streamsvc_assigned_partitions", "Partitions currently assigned.", LABELS)
 CONSUMER_LAG = Gauge(
     "streamsvc_consumer_lag_records",
-    "Consumer lag per partition, from librdkafka statistics.",
+    "Records between the agent's committed position and the partition's end (last stable offset under "
+    "read_committed), per assigned partition; end offsets from librdkafka statistics.",
     [*LABELS, "topic", "partition"],
 )
 STATE_RESTORED = Counter(
     "streamsvc_state_restored_records_total",
     "Changelog entries replayed into state stores.",
     [*LABELS, "store"],
+)
+STATE_RESTORE_REMAINING = Gauge(
+    "streamsvc_state_restore_remaining_records",
+    "Changelog offsets left to read by the restore in progress (0 when restored).",
+    [*LABELS, "store", "partition"],
+)
+STATE_RESTORE_TOTAL = Gauge(
+    "streamsvc_state_restore_total_records",
+    "Changelog offsets the last restore of the partition had to read.",
+    [*LABELS, "store", "partition"],
+)
+END_TO_END_LATENCY = Histogram(
+    "streamsvc_end_to_end_latency_seconds",
+    "Source record timestamp to the commit that made its outcome visible (sampled: the oldest and the "
+    "newest record of every batch).",
+    LABELS,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+)
+LAST_COMMIT = Gauge(
+    "streamsvc_last_commit_timestamp_seconds",
+    "Unix time of the last successful commit (the agent's start before the first).",
+    LABELS,
+)
+PARTITION_WATERMARK = Gauge(
+    "streamsvc_watermark_timestamp_seconds",
+    "Event-time watermark per partition of the windowed sources (max event time - allowed lateness).",
+    [*LABELS, "partition"],
+)
+AGENT_INFO = Gauge(
+    "streamsvc_agent_info",
+    "Always 1; labels say what runs: agent kind, guarantee and transactional id.",
+    [*LABELS, "kind", "guarantee", "transactional_id"],
 )
 
 
@@ -96,3 +130,25 @@ def peak_rss_mb() -> float:
 
 
 LAST_POLL = Gauge("streamsvc_last_poll_timestamp_seconds", "Unix time of the last poll-loop turn.", LABELS)
+
+
+MAX_ERROR_CLASSES = 32
+_error_classes: dict[tuple[str, str], set[str]] = {}
+
+
+def error_class_label(app: str, agent: str, error_class: str) -> str:
+    """`error_class`, or "other" once this agent has seen `MAX_ERROR_CLASSES` distinct classes: operator
+    code can raise anything, and every label value is a time series kept forever."""
+    seen = _error_classes.setdefault((app, agent), set())
+    if error_class in seen:
+        return error_class
+    if len(seen) >= MAX_ERROR_CLASSES:
+        return "other"
+    seen.add(error_class)
+    return error_class
+
+
+def count_dead_lettered(labels: dict[str, str], topic: str, stage: str, error_class: str, n: int = 1) -> None:
+    """Advance `streamsvc_records_dead_lettered_total` with a bounded `error_class` label."""
+    cls = error_class_label(labels["app"], labels["agent"], error_class)
+    RECORDS_DEAD_LETTERED.labels(**labels, topic=topic, stage=stage, error_class=cls).inc(n)

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streamsvc.config import Settings
@@ -31,8 +30,10 @@ from streamsvc.errors import FatalRuntimeError
 from streamsvc.faults import FaultHook, faults_from_env
 from streamsvc.joins.copartition import check_copartitioned
 from streamsvc.observability import metrics as m
+from streamsvc.observability.graph import topology_graph
 from streamsvc.observability.http import HealthState
-from streamsvc.observability.logging import get_logger
+from streamsvc.observability.logging import get_logger, kafka_logging
+from streamsvc.observability.recorder import AgentMetrics
 from streamsvc.runtime.compiled import Tally
 from streamsvc.runtime.global_tables import GlobalTableReader
 from streamsvc.runtime.outputs import TopicLimits, fetch_limits, producer_max_bytes
@@ -64,8 +65,20 @@ class StreamTask(Task):
         self.processor = Processor(topology, settings)
         self.transactional_id = transactional_id
         self.log, self.labels, self.on_commit, self.faults = log, labels, on_commit, faults
+        eos = settings.guarantee == "exactly_once"
+        graph = topology_graph(topology, settings)
+        self.obs = AgentMetrics(
+            settings.app_id,
+            self.name,
+            log,
+            graph,
+            "stream",
+            settings.guarantee,
+            transactional_id if eos else "",
+        )
         self.totals = Tally()  # committed outcome counts since start
         self._pending = Tally()
+        self._outcome = Tally()
         self._txn_started = 0.0
         self._window_topics = {w.source_topic for w in self.processor.windows}
         self.watermarks = WatermarkTracker(0, settings.idle_timeout_ms or None, settings.wall_clock_fallback)
@@ -103,8 +116,6 @@ class StreamTask(Task):
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed" if s.guarantee == "exactly_once" else "read_uncommitted",
             "auto.offset.reset": "earliest",
-            "stats_cb": self._on_stats,
-            "statistics.interval.ms": 5000,
         }
         if s.effective_static_membership:
             conf["group.instance.id"] = f"{self.name}.{s.effective_instance_id}"
@@ -118,6 +129,7 @@ class StreamTask(Task):
             "linger.ms": 5,
             "partitioner": "murmur2_random",  # same key -> partition mapping as the Java clients
             "on_delivery": self.reports.on_delivery,
+            **kafka_logging(**self.labels, transactional_id=self.transactional_id),
         }
         if s.guarantee == "exactly_once":
             conf.update(
@@ -180,14 +192,6 @@ class StreamTask(Task):
         else:
             self.log.warning("kafka_client_error", error=str(err))
 
-    def _on_stats(self, raw: str) -> None:
-        stats = orjson.loads(raw)
-        for topic, tstats in stats.get("topics", {}).items():
-            for part, pstats in tstats.get("partitions", {}).items():
-                lag = pstats.get("consumer_lag", -1)
-                if part != "-1" and lag >= 0:
-                    m.CONSUMER_LAG.labels(**self.labels, topic=topic, partition=part).set(lag)
-
     def start_positions(self, consumer: Consumer, partitions: list[TP]) -> dict[TP, int]:
         """Committed offsets. While a dead instance's transaction still holds offsets of these partitions
         (KIP-447), the broker answers "unstable": wait until it commits or times out."""
@@ -217,8 +221,13 @@ class StreamTask(Task):
                 if topic != store.source_topic:
                     continue
                 up_to = committed.get((topic, partition), 0)
+                progress = self.obs.restore_progress(store.name, partition)
                 entries = read_changelog(
-                    self.settings.bootstrap_servers, store.changelog_topic, partition, up_to
+                    self.settings.bootstrap_servers,
+                    store.changelog_topic,
+                    partition,
+                    up_to,
+                    progress=progress,
                 )
                 store.engine.restore(partition, entries)
                 m.STATE_RESTORED.labels(**self.labels, store=store.name).inc(len(entries))
@@ -231,7 +240,9 @@ class StreamTask(Task):
             self.watermarks.assign(windowed, restored)
 
     def drop(self, partitions: set[TP]) -> None:
-        self.watermarks.revoke([p for t, p in partitions if t in self._window_topics])
+        windowed = [p for t, p in partitions if t in self._window_topics]
+        self.watermarks.revoke(windowed)
+        self.obs.forget_partitions(windowed)
         for store in self.processor.stores:
             for topic, partition in partitions:
                 if topic == store.source_topic:
@@ -308,6 +319,7 @@ class StreamTask(Task):
         agent_wm = self.watermarks.agent_watermark()
         if agent_wm is not None:
             m.WATERMARK_LAG.labels(**self.labels).set(max(0.0, time.time() - agent_wm / 1000))
+        self.obs.watermarks(self.watermarks)
         if not self.settings.wall_clock_fallback or now - self._last_idle_check < 0.5:
             return
         self._last_idle_check = now
@@ -341,32 +353,19 @@ class StreamTask(Task):
             found = self.processor.quarantine.block(result.rejected)
             return Rewind("the broker refused records" if found else "commit failed", progress=found > 0)
         self.processor.quarantine.release({**committed, **positions})
-        self._record(self._pending)
-        self._pending.clear()
+        self._outcome, self._pending = self._pending, Tally()
+        self.totals.add(self._outcome)
+        if self.on_commit is not None:
+            self.on_commit(self._outcome)
         return None
+
+    def outcome(self) -> Tally:
+        return self._outcome
 
     def abort(self) -> None:
         self._pending.clear()
         if self.committer is not None:
             self.committer.abort()
-
-    def _record(self, tally: Tally) -> None:
-        labels = self.labels
-        for topic, n in tally.consumed.items():
-            m.RECORDS_CONSUMED.labels(**labels, topic=topic).inc(n)
-        for topic, n in tally.emitted.items():
-            m.RECORDS_EMITTED.labels(**labels, topic=topic).inc(n)
-        for topic, n in tally.filtered.items():
-            m.RECORDS_FILTERED.labels(**labels, topic=topic).inc(n)
-        for (topic, stage), n in tally.dead_lettered.items():
-            m.RECORDS_DEAD_LETTERED.labels(**labels, topic=topic, stage=stage).inc(n)
-        for topic, n in tally.late.items():
-            m.RECORDS_LATE.labels(**labels, topic=topic).inc(n)
-        for topic, n in tally.produced.items():
-            m.RECORDS_PRODUCED.labels(**labels, topic=topic).inc(n)
-        self.totals.add(tally)
-        if self.on_commit is not None:
-            self.on_commit(tally)
 
     def close(self) -> None:
         for reader in self.global_readers:
@@ -413,6 +412,7 @@ class Agent:
             poll_timeout_s=settings.poll_timeout_ms / 1000.0,
             log=self.log,
             labels=labels,
+            obs=self.task.obs,
             health=health,
             until_caught_up=until_caught_up,
             max_consecutive_aborts=settings.max_consecutive_aborts,

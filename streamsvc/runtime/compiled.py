@@ -102,6 +102,7 @@ class Tally:
     dead_lettered: Counter[tuple[str, Stage]] = field(default_factory=Counter)
     late: Counter[str] = field(default_factory=Counter)
     produced: Counter[str] = field(default_factory=Counter)
+    error_classes: Counter[tuple[str, Stage, str]] = field(default_factory=Counter)  # dead, by class
 
     def add(self, other: Tally) -> None:
         self.consumed.update(other.consumed)
@@ -110,10 +111,12 @@ class Tally:
         self.dead_lettered.update(other.dead_lettered)
         self.late.update(other.late)
         self.produced.update(other.produced)
+        self.error_classes.update(other.error_classes)
 
     def clear(self) -> None:
         for c in (self.consumed, self.emitted, self.filtered, self.dead_lettered, self.late, self.produced):
             c.clear()
+        self.error_classes.clear()
 
     def balanced(self) -> bool:
         """consumed = emitted + filtered + dead-lettered + late, per source topic."""

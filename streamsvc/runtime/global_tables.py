@@ -14,8 +14,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from streamsvc.dlq.records import error_class_of
 from streamsvc.errors import DecodeError
 from streamsvc.observability import metrics as m
+from streamsvc.observability.logging import kafka_logging
 from streamsvc.runtime.compiled import CompiledGlobalTable
 from streamsvc.serde.base import SerdeContext
 
@@ -32,6 +34,7 @@ class GlobalTableReader:
                 "group.id": f"streamsvc-global-{uuid.uuid4().hex}",  # never committed: assignment only
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
+                **kafka_logging(**labels, component="global-table"),
             }
         )
 
@@ -81,7 +84,7 @@ class GlobalTableReader:
                 applied += 1
             except (DecodeError, ValueError, TypeError) as exc:
                 # The topic stays the source of truth; the bad change is reported, never applied.
-                m.RECORDS_DEAD_LETTERED.labels(**self.labels, topic=self.table.topic, stage="decode").inc()
+                m.count_dead_lettered(self.labels, self.table.topic, "decode", error_class_of(exc))
                 self.log.warning(
                     "global_table_change_skipped",
                     store=self.table.name,

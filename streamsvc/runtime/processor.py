@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from streamsvc.config import Settings
-from streamsvc.dlq.records import OutputRecord, SourceMessage, Stage, dead_letter
+from streamsvc.dlq.records import OutputRecord, SourceMessage, Stage, dead_letter, error_class_of
 from streamsvc.errors import DecodeError, TopologyError
 from streamsvc.joins.interval import IntervalJoin
 from streamsvc.joins.table import CdcTable, GlobalTable
@@ -444,6 +444,7 @@ class Processor:
         rec = self.dead_letter(msg, src.dlq_topic, stage, exc)
         outputs.append(rec)
         tally.dead_lettered[(src.topic, stage)] += 1
+        tally.error_classes[(src.topic, stage, error_class_of(exc))] += 1
         tally.produced[rec.topic] += 1
 
     def dead_letter(

@@ -16,7 +16,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streamsvc.errors import ConfigError, TopologyError
-from streamsvc.runtime.topics import ensure_topics, partition_counts
+from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
 
 WAIT_LOG_INTERVAL_S = 10.0
 
@@ -34,7 +34,7 @@ def check_reachable(bootstrap: str, timeout_s: float = 10.0) -> AdminClient:
             f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f} s ({exc.args[0]}); "
             "check bootstrap_servers (STREAMSVC_BOOTSTRAP_SERVERS)"
         ) from None
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return admin_client(bootstrap)
 
 
 def source_partitions(admin: AdminClient, topics: Iterable[str], wait_s: float, log: Any) -> dict[str, int]:

@@ -18,6 +18,11 @@ through its TaskManager, so these rules hold everywhere (BRIEF §3.1):
 - `max_consecutive_aborts` aborts in a row without a commit mark the agent not ready (livelock guard).
 - An assignment that disagrees with the subscription (a static member handed a cached assignment
   after a restart with another topic, or missing partitions added since) forces a rejoin.
+
+Rebalance callbacks make no blocking call on the consumer that runs them: confluent-kafka keeps one
+call state per client and thread, and a nested blocking call clears it, so the next callback of the
+same `consume()` aborts the process. Committed offsets and end offsets are read through a second,
+group-less consumer (`reader`) instead.
 """
 
 from __future__ import annotations
@@ -37,13 +42,16 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 
 from streamsvc.eos.errors import AbortableError, DeadlineExceeded, ErrorKind, classify, is_fatal, kafka_error
 from streamsvc.errors import FatalRuntimeError, StreamsvcError
 from streamsvc.faults import FaultHook, no_faults
 from streamsvc.observability import metrics as m
 from streamsvc.observability.http import HealthState
+from streamsvc.observability.lag import ConsumerLag
+from streamsvc.observability.logging import kafka_logging
+from streamsvc.observability.recorder import AgentMetrics, Outcome
+from streamsvc.runtime.topics import admin_client
 
 TP = tuple[str, int]
 MAX_RESUBSCRIBES = 3
@@ -75,6 +83,8 @@ class Task(ABC):
     name: str
     default_start: int = OFFSET_INVALID
     """Where a partition without a committed position starts (OFFSET_INVALID: `auto.offset.reset`)."""
+    lag_total: Callable[[int], None] | None = None
+    """Also told the total consumer lag (the Iceberg sink exports it as its table's offset lag)."""
 
     @abstractmethod
     def consumer_config(self) -> dict[str, Any]:
@@ -123,6 +133,10 @@ class Task(ABC):
         `committed`: the last commit's); None when committed."""
 
     @abstractmethod
+    def outcome(self) -> Outcome:
+        """The record counts of what the last successful `commit` committed (for the metrics)."""
+
+    @abstractmethod
     def abort(self) -> None:
         """Discard what is buffered and abort the open transaction (idempotent)."""
 
@@ -151,6 +165,7 @@ class TaskManager:
         poll_timeout_s: float,
         log: Any,
         labels: dict[str, str],
+        obs: AgentMetrics,
         health: HealthState | None = None,
         until_caught_up: bool = False,
         max_consecutive_aborts: int = 10,
@@ -160,7 +175,7 @@ class TaskManager:
         self.name = task.name
         self.bootstrap_servers = bootstrap_servers
         self.batch_size, self.poll_timeout_s = batch_size, poll_timeout_s
-        self.log, self.labels = log, labels
+        self.log, self.labels, self.obs = log, labels, obs
         self.health = health or HealthState()
         self.until_caught_up = until_caught_up
         self.max_consecutive_aborts = max_consecutive_aborts
@@ -182,6 +197,7 @@ class TaskManager:
         self._resubscribes = 0
         self._resubscribe_due = False
         self.consumer: Consumer
+        self.reader: Consumer | None = None
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -189,7 +205,20 @@ class TaskManager:
         """Consume, process and commit until stopped; commits the open work before returning."""
         conf = self.task.consumer_config()
         self.incremental = _is_incremental(conf)
-        self.consumer = Consumer({**conf, "error_cb": self._on_client_error})
+        read_committed = conf.get("isolation.level", "read_committed") == "read_committed"
+        held = lambda: {tp: self.committed.get(tp) for tp in self.assigned}  # noqa: E731
+        self.lag = ConsumerLag(self.labels, held, read_committed, on_total=self.task.lag_total)
+        self.consumer = Consumer(
+            {
+                **self.lag.client_config(),
+                **kafka_logging(**self.labels),
+                **conf,
+                "error_cb": self._on_client_error,
+                "stats_cb": self.lag.on_stats,
+            }
+        )
+        plain = {k: v for k, v in conf.items() if not callable(v) and k not in _MEMBER_ONLY}
+        self.reader = Consumer({**plain, **kafka_logging(**self.labels, component="offsets")})
         try:
             self.task.open(self.consumer)
             self.health.set_ready(self.name, False)
@@ -282,6 +311,7 @@ class TaskManager:
             self._count_abort(reason, progress=isinstance(exc, RetryBatch))
             self._rewind(self.assigned)
             return
+        self.obs.batch(records)
         positions = self.positions
         for msg in records:  # in offset order per partition, so the last one wins
             positions[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
@@ -303,16 +333,17 @@ class TaskManager:
             outcome = Rewind(self._abortable(exc), progress=isinstance(exc, RetryBatch))
             self.task.abort()
         if outcome is None:
-            m.COMMIT_DURATION.labels(**self.labels).observe(time.perf_counter() - started)
-            m.TRANSACTIONS_COMMITTED.labels(**self.labels).inc()
             self.committed.update(positions)
             self.positions.clear()
             self.commits += 1
+            by_topic: dict[str, dict[int, int]] = {}
+            for (topic, partition), offset in positions.items():
+                by_topic.setdefault(topic, {})[partition] = offset
+            self.obs.committed(self.task.outcome(), time.perf_counter() - started, by_topic)
             if self.consecutive_aborts >= self.max_consecutive_aborts:
                 self.log.info("livelock_cleared", aborts=self.consecutive_aborts)
-                self.health.set_ready(self.name, bool(self.assigned))
+                self.health.clear_unready(self.name, "consecutive_aborts")
             self.consecutive_aborts = 0
-            m.CONSECUTIVE_ABORTS.labels(**self.labels).set(0)
             self.faults("after_commit")
             return True
         self.committed.update(outcome.to)
@@ -338,15 +369,18 @@ class TaskManager:
 
     def _count_abort(self, reason: str, progress: bool = False) -> None:
         self.positions.clear()
-        m.TRANSACTIONS_ABORTED.labels(**self.labels).inc()
-        if progress:  # the re-run dead-letters what failed: not a livelock
+        self.obs.aborted()
+        if not progress:  # a re-run that dead-letters what failed is no livelock
+            self.consecutive_aborts += 1
+        m.CONSECUTIVE_ABORTS.labels(**self.labels).set(self.consecutive_aborts)
+        if progress:
             self.log.info("transaction_aborted_rerun", reason=reason)
             return
-        self.consecutive_aborts += 1
-        m.CONSECUTIVE_ABORTS.labels(**self.labels).set(self.consecutive_aborts)
         self.log.warning("transaction_aborted", reason=reason, consecutive=self.consecutive_aborts)
         if self.consecutive_aborts == self.max_consecutive_aborts:
-            self.health.set_ready(self.name, False)
+            self.health.set_unready(
+                self.name, "consecutive_aborts", f"{self.consecutive_aborts} aborts: {reason}"
+            )
             self.log.error(
                 "agent_livelocked",
                 reason=reason,
@@ -426,7 +460,8 @@ class TaskManager:
                 self._resubscribe_due = True
                 return
             self._resubscribes = 0
-            starts = self.task.start_positions(consumer, tps)
+            assert self.reader is not None
+            starts = self.task.start_positions(self.reader, tps)
             for tp in tps:
                 self.assigned.add(tp)
                 self._next.pop(tp, None)
@@ -436,7 +471,7 @@ class TaskManager:
                 else:
                     self.committed.pop(tp, None)
                 if self.until_caught_up:
-                    _, high = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=30)
+                    _, high = self.reader.get_watermark_offsets(TopicPartition(*tp), timeout=30)
                     self.end_at_assign[tp] = high
             self.task.restore(set(tps), self.committed)
             assignment = [TopicPartition(t, p, starts.get((t, p), self.task.default_start)) for t, p in tps]
@@ -445,8 +480,7 @@ class TaskManager:
             else:
                 consumer.assign(assignment)
             m.ASSIGNED_PARTITIONS.labels(**self.labels).set(len(self.assigned))
-            if self.consecutive_aborts < self.max_consecutive_aborts:
-                self.health.set_ready(self.name, True)
+            self.health.set_ready(self.name, True)
             self.log.info("partitions_assigned", partitions={f"{t}:{p}": starts.get((t, p)) for t, p in tps})
 
         self._guard(assign)
@@ -501,7 +535,6 @@ class TaskManager:
         try:
             return _uncovered(
                 self.bootstrap_servers,
-                self.consumer,
                 str(self.task.consumer_config()["group.id"]),
                 subscribed,
             )
@@ -527,11 +560,21 @@ class TaskManager:
             except (KafkaException, RuntimeError) as exc:
                 self.log.warning("consumer_close_failed", error=str(exc))
         self._latched = None
+        if self.reader is not None:
+            try:
+                self.reader.close()
+            except (KafkaException, RuntimeError) as exc:
+                self.log.warning("reader_close_failed", error=str(exc))
         try:
             self.task.close()
         except BaseException as exc:
             self.log.warning("task_close_failed", error=repr(exc))
         self.health.set_ready(self.name, False)
+
+
+_MEMBER_ONLY = frozenset(
+    {"group.instance.id", "partition.assignment.strategy", "group.protocol", "statistics.interval.ms"}
+)
 
 
 def _is_incremental(conf: Mapping[str, Any]) -> bool:
@@ -540,9 +583,9 @@ def _is_incremental(conf: Mapping[str, Any]) -> bool:
     return "cooperative" in strategy or str(conf.get("group.protocol", "classic")).lower() == "consumer"
 
 
-def _uncovered(bootstrap: str, consumer: Consumer, group: str, topics: set[str]) -> str | None:
+def _uncovered(bootstrap: str, group: str, topics: set[str]) -> str | None:
     """Partitions of `topics` that no member of `group` is assigned (a cached static assignment)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = admin_client(bootstrap)
     desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
     held = {
         (tp.topic, tp.partition)
@@ -550,7 +593,7 @@ def _uncovered(bootstrap: str, consumer: Consumer, group: str, topics: set[str])
         if member.assignment is not None
         for tp in member.assignment.topic_partitions
     }
-    meta = consumer.list_topics(timeout=10).topics
+    meta = admin.list_topics(timeout=10).topics
     missing = sorted(
         (t, p)
         for t in topics

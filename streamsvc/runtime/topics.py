@@ -18,6 +18,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from streamsvc.errors import ConfigError
+from streamsvc.observability.logging import kafka_logging
 
 _NO_LEADER_YET = frozenset(
     {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
@@ -25,7 +26,7 @@ _NO_LEADER_YET = frozenset(
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient({"bootstrap.servers": bootstrap, **kafka_logging(component="admin")})
 
 
 def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
@@ -117,6 +118,7 @@ def read_all(bootstrap: str, topic: str, read_committed: bool = True, timeout: f
             "group.id": f"streamsvc-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+            **kafka_logging(component="reader"),
         }
     )
     out: list[Message] = []

@@ -14,14 +14,13 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from http.server import ThreadingHTTPServer
 from types import FrameType
 from typing import Protocol
 
 from streamsvc.config import Settings
 from streamsvc.eos.errors import DeadlineExceeded
 from streamsvc.errors import ConfigError, FatalRuntimeError, TopologyError
-from streamsvc.observability.http import HealthState, serve_control_plane
+from streamsvc.observability.http import ControlPlane, HealthState, serve_control_plane_for
 from streamsvc.observability.logging import get_logger
 from streamsvc.runtime.agent import Agent
 from streamsvc.topology.model import Topology
@@ -72,7 +71,7 @@ class Worker:
         self.log = get_logger(app=settings.app_id)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: ControlPlane | None = None
 
     def _run_agent(self, agent: Runnable) -> None:
         try:
@@ -99,10 +98,8 @@ class Worker:
 
     def start(self) -> None:
         """Serve the control plane (when `metrics_port` is set) and start every agent on its own thread."""
-        if self.settings.metrics_port and self._server is None:
-            s = self.settings
-            self._server = serve_control_plane(s.metrics_host, s.metrics_port, self.health)
-            self.log.info("control_plane_listening", port=self.settings.metrics_port)
+        if self._server is None:
+            self._server = serve_control_plane_for(self.settings, self.health, self.log)
         for agent in [*self.agents, *self.others]:
             t = threading.Thread(
                 target=self._run_agent, args=(agent,), name=f"agent-{agent.name}", daemon=True

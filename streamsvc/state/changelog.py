@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from streamsvc.observability.logging import kafka_logging
 
 SOURCE_OFFSET_HEADER = "streamsvc.source.offset"
 
@@ -53,22 +55,31 @@ def write_changes(
 
 
 def read_changelog(
-    bootstrap: str, topic: str, partition: int, up_to_source_offset: int | None, stall_timeout: float = 120.0
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    up_to_source_offset: int | None,
+    stall_timeout: float = 120.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[bytes, bytes | None]]:
     """The committed entries of one changelog partition, in order, whose source offset tag (the next
     source offset when they were written) is at most `up_to_source_offset` (all of them when None).
-    Fails only when the read makes no progress for `stall_timeout` seconds."""
+    Fails only when the read makes no progress for `stall_timeout` seconds. `progress(offsets read,
+    offsets to read)` is called as the read advances (restore metrics)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"streamsvc-restore-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            **kafka_logging(component="restore", topic=topic, partition=partition),
         }
     )
     entries: list[tuple[bytes, bytes | None]] = []
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        if progress is not None:
+            progress(0, max(0, high - low))
         if high <= low:
             return entries
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
@@ -82,6 +93,8 @@ def read_changelog(
                     continue
                 entries.append((msg.key() or b"", msg.value()))
             position = consumer.position([TopicPartition(topic, partition)])[0].offset
+            if progress is not None and position >= 0:
+                progress(min(position, high) - low, high - low)
             # With read_committed the position passes transaction markers, so it can reach `high`.
             if position >= high:
                 return entries

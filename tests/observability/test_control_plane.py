@@ -54,8 +54,8 @@ def test_metrics_health_and_readiness(bootstrap: str, names) -> None:  # type: i
             f'streamsvc_records_consumed_total{{agent="keyed-transform",app="{app}",topic="{source}"}} 51.0'
         )
         dead = (
-            f'streamsvc_records_dead_lettered_total{{agent="keyed-transform",app="{app}",stage="decode",'
-            f'topic="{source}"}} 1.0'
+            f'streamsvc_records_dead_lettered_total{{agent="keyed-transform",app="{app}",'
+            f'error_class="streamsvc.errors.MalformedPayloadError",stage="decode",topic="{source}"}} 1.0'
         )
 
         def metrics_once_consumed() -> str | None:

@@ -104,16 +104,17 @@ def check_exact(bootstrap: str, names, expected: Expected) -> None:  # type: ign
     for m in read_all(bootstrap, names("windows")):
         v = orjson.loads(m.value())
         windows[(m.key(), v["start"], v["end"], v["value"])] += 1
-    assert windows == expected.windows, (
-        f"windows: extra {sorted(windows - expected.windows)[:3]}, missing {sorted(expected.windows - windows)[:3]}"
-    )
+    extra, missing = windows - expected.windows, expected.windows - windows
+    assert windows == expected.windows, f"windows: extra {sorted(extra)[:3]}, missing {sorted(missing)[:3]}"
     dead: Counter[tuple[int, int]] = Counter()
     for m in read_all(bootstrap, names("input") + ".dlq"):
         h = dlq_headers(m.headers())
         key = (int(h["dlq.source.partition"]), int(h["dlq.source.offset"]))
         assert expected.dead.get(key) == h["dlq.stage"], (key, h)
         dead[key] += 1
-    assert set(dead) == set(expected.dead), f"missing dead letters: {sorted(set(expected.dead) - set(dead))[:5]}"
+    assert set(dead) == set(expected.dead), (
+        f"missing dead letters: {sorted(set(expected.dead) - set(dead))[:5]}"
+    )
     assert max(dead.values()) == 1, f"dead letters written twice: {[k for k, c in dead.items() if c > 1][:5]}"
 
 
@@ -158,7 +159,9 @@ def _cases() -> list[object]:
 
 
 @pytest.mark.parametrize(("point", "kind"), _cases())
-def test_fault_point_leaves_output_exact(bootstrap: str, names, tmp_path: Path, point: str, kind: str) -> None:  # type: ignore[no-untyped-def]
+def test_fault_point_leaves_output_exact(
+    bootstrap: str, names, tmp_path: Path, point: str, kind: str
+) -> None:  # type: ignore[no-untyped-def]
     source = names.topic("input", PARTITIONS)
     names.topic("output", PARTITIONS)
     names.topic("windows", PARTITIONS)

@@ -30,9 +30,10 @@ from streamsvc.eos.delivery import DeliveryReports
 from streamsvc.eos.transactions import ClientTimeouts, ResumableCalls
 from streamsvc.errors import DecodeError, FatalRuntimeError
 from streamsvc.faults import FaultHook, faults_from_env
-from streamsvc.observability import metrics as m
+from streamsvc.observability.graph import sink_graph
 from streamsvc.observability.http import HealthState
-from streamsvc.observability.logging import get_logger
+from streamsvc.observability.logging import get_logger, kafka_logging
+from streamsvc.observability.recorder import AgentMetrics, SinkOutcome
 from streamsvc.runtime.outputs import RECORD_OVERHEAD, fetch_limits, producer_max_bytes
 from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
 from streamsvc.runtime.tasks import TP, Rewind, Task, TaskManager
@@ -99,14 +100,17 @@ class IcebergTask(Task):
         )
         self.builder = BatchBuilder(fixed=spec.schema, cdc=spec.cdc)
         self._ilabels = {**labels, "table": spec.table}
+        graph = sink_graph(self.topic, self.dlq_topic, spec.table, spec.silver_table, spec.name)
+        self.obs = AgentMetrics(settings.app_id, spec.name, log, graph, "iceberg", "exactly_once")
+        self.lag_total = im.OFFSET_LAG.labels(**self._ilabels).set
         self._buffer: list[pa.Table] = []
         self._rows = self._bytes = 0
-        self._pending = {"consumed": 0, "rows": 0}
         self._last_commit = self._last_merge = time.monotonic()
         self.commit_seconds: deque[float] = deque(maxlen=100_000)  # duration of each committed commit
         self.maintain_seconds: deque[float] = deque(maxlen=10_000)
         self.committed_rows = 0
         self.commits = 0
+        self._kafka_offsets: dict[int, int] = {}
         self.reports = DeliveryReports()
         self.calls = GuardedCalls(spec.name)
         timeouts = ClientTimeouts(settings.client_timeout_ms / 1000, settings.client_deadline_ms / 1000)
@@ -127,6 +131,7 @@ class IcebergTask(Task):
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "range,roundrobin",
+            **kafka_logging(**self.labels, table=self.spec.table),
         }
         if s.effective_static_membership:
             conf["group.instance.id"] = f"{self.spec.name}.{self.instance}"
@@ -148,6 +153,7 @@ class IcebergTask(Task):
             "transaction.timeout.ms": 60000,
             "linger.ms": 5,
             "on_delivery": self.reports.on_delivery,
+            **kafka_logging(**self.labels, table=self.spec.table),
             **{k: v for k, v in s.producer.items() if k != "transactional.id"},
         }
         producer = self.producer = Producer(conf)
@@ -197,8 +203,8 @@ class IcebergTask(Task):
         extras: list[dict[str, Any]] = []
         sources: list[Message] = []
         serde, ctx = self.spec.value_serde, SerdeContext(self.topic)
+        emitted = 0
         for msg in records:
-            self._pending["consumed"] += 1
             try:
                 value = serde.deserialize(msg.value(), ctx)
             except DecodeError as exc:
@@ -230,19 +236,20 @@ class IcebergTask(Task):
                 )
             )
             sources.append(msg)
-        if not rows:
-            return
-        batch, failures = self.builder.build(rows, metas, extras if self.spec.cdc else None)
-        for i, error in failures:
-            self._dead_letter(sources[i], "process", error)
-        if batch is not None and batch.num_rows:
-            self._buffer.append(batch)
-            self._rows += batch.num_rows
-            self._bytes += batch.nbytes
-            self._pending["rows"] += batch.num_rows
+        if rows:
+            batch, failures = self.builder.build(rows, metas, extras if self.spec.cdc else None)
+            for i, error in failures:
+                self._dead_letter(sources[i], "process", error)
+            if batch is not None and batch.num_rows:
+                self._buffer.append(batch)
+                self._rows += batch.num_rows
+                self._bytes += batch.nbytes
+                emitted = batch.num_rows
+        self.obs.count(self.topic, len(records), emitted)
 
     def _dead_letter(self, msg: Message, stage: Stage, exc: BaseException | str) -> None:
         self.dead.add(msg, stage, exc)
+        self.obs.dead_lettered(self.topic, stage, exc)
 
     @property
     def pending(self) -> bool:
@@ -256,8 +263,17 @@ class IcebergTask(Task):
         return now - self._last_commit >= self.spec.commit_interval_s
 
     def tick(self, now: float) -> None:
-        """Advance offsets past transaction markers on quiet partitions (an offset-only commit), and
-        merge bronze into silver on its interval."""
+        """Advance offsets past transaction markers on quiet partitions (an offset-only commit), merge
+        bronze into silver on its interval, and copy committed offsets to Kafka (for lag tools only)."""
+        if self._kafka_offsets:
+            owned = {p: o for p, o in self._kafka_offsets.items() if (self.topic, p) in self.manager.assigned}
+            self._kafka_offsets.clear()
+            try:
+                tps = [TopicPartition(self.topic, p, o) for p, o in owned.items()]
+                if tps:
+                    self.manager.consumer.commit(offsets=tps, asynchronous=True)
+            except KafkaException as exc:  # informational only
+                self.log.warning("kafka_offset_commit_failed", error=str(exc))
         if now - self._last_commit >= self.spec.commit_interval_s and not self.pending:
             manager = self.manager
             ahead = {
@@ -295,12 +311,11 @@ class IcebergTask(Task):
                 {(self.topic, p): o for p, o in outcome.offsets.items()},
             )
         self.faults("after_catalog_commit")
-        letters = len(self.dead.pending)
         self.dead.commit()
-        self._committed(data, parts, letters, time.perf_counter() - started)
+        self._committed(data, parts, time.perf_counter() - started)
         return None
 
-    def _committed(self, data: pa.Table, parts: dict[int, int], letters: int, seconds: float) -> None:
+    def _committed(self, data: pa.Table, parts: dict[int, int], seconds: float) -> None:
         self.commit_seconds.append(seconds)
         im.COMMITS.labels(**self._ilabels, outcome="committed").inc()
         im.ROWS_WRITTEN.labels(**self._ilabels).inc(data.num_rows)
@@ -308,30 +323,18 @@ class IcebergTask(Task):
         self._clear_buffer()
         self.commits += 1
         self.committed_rows += data.num_rows
-        m.RECORDS_CONSUMED.labels(**self.labels, topic=self.topic).inc(self._pending["consumed"])
-        m.RECORDS_EMITTED.labels(**self.labels, topic=self.topic).inc(self._pending["rows"])
-        self._pending = dict.fromkeys(self._pending, 0)
-        self.log.info(
-            "iceberg_committed",
-            rows=data.num_rows,
-            dead_letters=letters,
-            offsets=parts,
-            seconds=round(seconds, 3),
-        )
-        if self.kafka_commit:
-            tps = [TopicPartition(self.topic, p, o) for p, o in parts.items()]
-            try:
-                self.manager.consumer.commit(offsets=tps, asynchronous=True)
-            except KafkaException as exc:  # informational only
-                self.log.warning("kafka_offset_commit_failed", error=str(exc))
+        if self.kafka_commit:  # on the next loop turn: this may run inside a rebalance callback
+            self._kafka_offsets.update(parts)
         if self.spec.maintain_every_commits and self.commits % self.spec.maintain_every_commits == 0:
             self.maintain()
         if self.on_commit is not None:
             self.on_commit(data.num_rows)
 
+    def outcome(self) -> SinkOutcome:
+        return self.obs.pending
+
     def abort(self) -> None:
         self._clear_buffer()
-        self._pending = dict.fromkeys(self._pending, 0)
         if self.producer is not None:
             self.dead.abort()
 
@@ -389,14 +392,8 @@ class IcebergTask(Task):
         )
 
     def _observe_table(self) -> None:
-        table = self.writer.table
-        if table is None:
-            return
-        im.SNAPSHOTS.labels(**self._ilabels).set(len(table.metadata.snapshots))
-        snap = table.current_snapshot()
-        files = snap.summary["total-data-files"] if snap is not None and snap.summary is not None else None
-        if files is not None:
-            im.DATA_FILES.labels(**self._ilabels).set(int(files))
+        if self.writer.table is not None:
+            im.observe_table(self._ilabels, self.writer.table)
 
     def _clear_buffer(self) -> None:
         self._buffer.clear()
@@ -432,6 +429,7 @@ class IcebergSinkAgent:
             poll_timeout_s=settings.poll_timeout_ms / 1000.0,
             log=self.log,
             labels=labels,
+            obs=self.task.obs,
             health=health,
             until_caught_up=until_caught_up,
             max_consecutive_aborts=settings.max_consecutive_aborts,

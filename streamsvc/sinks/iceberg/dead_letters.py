@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from pyiceberg.table import Table
 
 from streamsvc.dlq.records import (
@@ -35,14 +35,16 @@ from streamsvc.dlq.records import (
     Stage,
     dead_letter,
     dlq_headers,
-    error_class_name,
+    error_class_of,
 )
 from streamsvc.eos.delivery import DeliveryReports
 from streamsvc.eos.errors import AbortableError, DeadlineExceeded
 from streamsvc.eos.transactions import ResumableCalls
 from streamsvc.errors import FatalRuntimeError
 from streamsvc.faults import FaultHook
+from streamsvc.observability.logging import kafka_logging
 from streamsvc.runtime.tasks import RetryBatch
+from streamsvc.runtime.topics import admin_client
 
 DLQ_PREFIX = "streamsvc.dlq."
 MESSAGE_CHARS = 200  # of each error message kept in the table property
@@ -98,9 +100,7 @@ class SinkDeadLetters:
         p, offset = msg.partition() or 0, msg.offset() or 0
         limit = 0 if (p, offset) in self.refused else self.max_bytes
         rec = dead_letter(msg, self.dlq_topic, stage, exc, self.app, limit)
-        cls = (
-            error_class_name(exc) if isinstance(exc, BaseException) else "streamsvc.errors.ExpectationFailed"
-        )
+        cls = error_class_of(exc)
         self.pending.append(_Letter(p, offset, stage, cls, str(exc), rec))
 
     def discard(self) -> None:
@@ -273,7 +273,7 @@ class SinkDeadLetters:
 
     def _ends(self, partitions: set[int]) -> dict[int, int]:
         """Latest offsets of DLQ partitions: at or before the first record this commit writes there."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = admin_client(self.bootstrap)
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         request = {TopicPartition(self.dlq_topic, p): latest for p in partitions}
         result = admin.list_offsets(request, request_timeout=30)
@@ -288,6 +288,7 @@ def _read(bootstrap: str, topic: str, partition: int, start: int, stop: int | No
             "group.id": f"streamsvc-dlq-repair-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            **kafka_logging(component="dlq-repair", topic=topic, partition=partition),
         }
     )
     out: list[Message] = []
