@@ -11,9 +11,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[1]
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -31,7 +38,14 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
 def produce(
     bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]], **extra: Any
 ) -> int:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random"})
+    # Idempotent, so that retries never reorder a partition (oracles rely on production order).
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 10,
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+    }
+    producer = Producer(conf)
     n = 0
     for key, value in records:
         while True:
@@ -46,10 +60,19 @@ def produce(
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets (retrying while a fresh broker still loads its coordinators)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    deadline = time.monotonic() + 60
     try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
-        return {tp.partition: tp.offset for tp in tps}
+        while True:
+            try:
+                tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+                return {tp.partition: tp.offset for tp in tps}
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not (err.retriable() or err.code() in _COORDINATOR_MOVING) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         consumer.close()
 

@@ -58,7 +58,8 @@ class Expected:
 def generate(bootstrap: str, topic: str, n: int = RECORDS) -> Expected:
     """Produce `n` records (key k -> partition k % 4, event time rising by 5 ms) and return the oracle."""
     base = (int(time.time() * 1000) - 600_000) // WINDOW_MS * WINDOW_MS
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    # Idempotent: retries must not reorder a partition, the oracle relies on production order = offsets.
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
     outputs: Counter[bytes] = Counter()
     counts: Counter[tuple[bytes, int]] = Counter()
     dead: dict[tuple[int, int], str] = {}

@@ -58,7 +58,7 @@ def test_interval_join_equals_the_offline_join(bootstrap: str, names, how: str) 
     base = int(time.time() * 1000) - 600_000  # recent: results are stamped with event time
     lefts = [(rng.choice(KEYS), base + rng.randrange(200_000), i) for i in range(400)]
     rights = [(rng.choice(KEYS), base + rng.randrange(200_000), 10_000 + i) for i in range(400)]
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for topic, recs in ((orders, lefts), (payments, rights)):
         for key, t, rid in recs:
             producer.produce(

@@ -72,7 +72,7 @@ def change_log(
 def produce_keyed(
     bootstrap: str, topic: str, records: list[tuple[int, bytes | None]], partitions: int = PARTITIONS
 ) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for cid, value in records:
         producer.produce(topic, value, str(cid).encode(), partition=cid % partitions)
     assert producer.flush(30) == 0

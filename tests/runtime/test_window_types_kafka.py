@@ -80,7 +80,7 @@ def generate(seed: int) -> dict[int, list[Rec]]:
 
 
 def produce(bootstrap: str, topic: str, parts: dict[int, list[Rec]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True})
     for partition, recs in parts.items():
         for r in recs:
             value = orjson.dumps({"t": r.t, "x": int(r.value)})

@@ -62,7 +62,7 @@ def oracle(
 
 
 def load(bootstrap: str, topic: str, parts: dict[int, list[tuple[str, int]]], lo: int, hi: int) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True})
     for partition, recs in parts.items():
         for key, t in recs[lo:hi]:
             producer.produce(topic, orjson.dumps({"t": t}), key.encode(), partition=partition)
