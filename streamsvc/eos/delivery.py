@@ -29,13 +29,19 @@ class Rejected:
 class DeliveryReports:
     """The producer's `on_delivery` callback target; callbacks may run on any thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, track_offsets: bool = False) -> None:
         self._lock = threading.Lock()
         self._rejected: list[Rejected] = []
         self._failed: list[str] = []
+        self.track_offsets = track_offsets
+        self.first_offsets: dict[tuple[str, int], int] = {}  # with `track_offsets`: per topic partition
 
     def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
+            if self.track_offsets:
+                tp = (msg.topic() or "", msg.partition() or 0)
+                with self._lock:
+                    self.first_offsets[tp] = min(self.first_offsets.get(tp, msg.offset()), msg.offset())
             return
         with self._lock:
             if err.code() in RECORD_CODES:
@@ -44,8 +50,9 @@ class DeliveryReports:
                 self._failed.append(f"{msg.topic()}: {err}")
 
     def take(self) -> tuple[list[Rejected], list[str]]:
-        """(record-level refusals, other failures) since the last call."""
+        """(record-level refusals, other failures) since the last call; also forgets `first_offsets`."""
         with self._lock:
             rejected, failed = self._rejected, self._failed
             self._rejected, self._failed = [], []
+            self.first_offsets = {}
         return rejected, failed

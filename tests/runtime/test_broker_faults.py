@@ -25,7 +25,6 @@ from tests.conftest import Names
 from tests.runtime.test_fault_points import PARTITIONS, TOPOLOGY, check_exact, generate, worker_env
 from tests.support import WorkerProcess, committed_offsets, wait_for
 
-
 pytestmark = pytest.mark.chaos  # a broker of their own and minutes of faults: CI runs them
 
 

@@ -43,9 +43,11 @@ def test_aborted_revoke_commit_rewinds_retained_partitions(  # type: ignore[no-u
     a = WorkerProcess(TOPOLOGY, env_a, args=args, log=log)
     b = None
     try:
-        wait_for(lambda: sum(committed_offsets(bootstrap, app, source, PARTITIONS).values()) > 0, 90, "first commit")
+        progress = lambda: sum(committed_offsets(bootstrap, app, source, PARTITIONS).values())  # noqa: E731
+        wait_for(lambda: progress() > 0, 90, "first commit")
         b = WorkerProcess(TOPOLOGY, env_b, args=args, log=log)
-        wait_for(lambda: "injected abortable fault at revoke" in log.read_text(), 90, "the revoke of worker a")
+        fired = lambda: "injected abortable fault at revoke" in log.read_text()  # noqa: E731
+        wait_for(fired, 90, "the revoke of worker a")
         wait_for(lambda: '"event": "rewound"' in log.read_text(), 30, "the retained partitions to be rewound")
         assert a.proc.poll() is None and b.proc.poll() is None, f"a worker died; see {log}"
         a.terminate()
@@ -55,7 +57,8 @@ def test_aborted_revoke_commit_rewinds_retained_partitions(  # type: ignore[no-u
         a.close()
         if b is not None:
             b.close()
-    final = WorkerProcess(TOPOLOGY, {**env_b, "STREAMSVC_INSTANCE_ID": "c"}, args=("--until-caught-up", *args), log=log)
+    env_c = {**env_b, "STREAMSVC_INSTANCE_ID": "c"}
+    final = WorkerProcess(TOPOLOGY, env_c, args=("--until-caught-up", *args), log=log)
     try:
         assert final.wait(180) == 0, f"see {log}"
     finally:

@@ -111,7 +111,7 @@ class IcebergTask(Task):
         self.committed_rows = 0
         self.commits = 0
         self._kafka_offsets: dict[int, int] = {}
-        self.reports = DeliveryReports()
+        self.reports = DeliveryReports(track_offsets=True)
         self.calls = GuardedCalls(spec.name)
         timeouts = ClientTimeouts(settings.client_timeout_ms / 1000, settings.client_deadline_ms / 1000)
         self.resumable = ResumableCalls(self.calls, timeouts, log)

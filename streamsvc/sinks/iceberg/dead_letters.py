@@ -26,7 +26,6 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from pyiceberg.table import Table
 
 from streamsvc.dlq.records import (
@@ -44,7 +43,6 @@ from streamsvc.errors import FatalRuntimeError
 from streamsvc.faults import FaultHook
 from streamsvc.observability.logging import kafka_logging
 from streamsvc.runtime.tasks import RetryBatch
-from streamsvc.runtime.topics import admin_client
 
 DLQ_PREFIX = "streamsvc.dlq."
 MESSAGE_CHARS = 200  # of each error message kept in the table property
@@ -114,7 +112,7 @@ class SinkDeadLetters:
         self.entries = {}
         if not self.pending:
             return
-        starts = self._ends({self._dlq_partition(d.partition) for d in self.pending})
+        self.reports.take()
         self.producer.begin_transaction()
         self.in_transaction = True
         self.faults("before_dead_letters")
@@ -122,6 +120,7 @@ class SinkDeadLetters:
             self._produce(d.record, self._dlq_partition(d.partition))
         deadline = self.calls.deadline()
         self.calls.flush(self.producer, deadline)
+        firsts = dict(self.reports.first_offsets)  # where this commit's dead letters start
         rejected, failed = self.reports.take()
         if rejected or failed:
             refused = {(r.value, r.key) for r in rejected}
@@ -133,13 +132,9 @@ class SinkDeadLetters:
                 raise RetryBatch(f"{self.dlq_topic} refused dead letters: {rejected[0].error}")
             raise AbortableError(f"dead letters to {self.dlq_topic} failed: {failed[:3]}")
         for d in self.pending:
+            dp = self._dlq_partition(d.partition)
             entry = self.entries.setdefault(
-                d.partition,
-                {
-                    "partition": self._dlq_partition(d.partition),
-                    "from": starts[self._dlq_partition(d.partition)],
-                    "records": [],
-                },
+                d.partition, {"partition": dp, "from": firsts[(self.dlq_topic, dp)], "records": []}
             )
             entry["records"].append(d.entry())
 
@@ -270,14 +265,6 @@ class SinkDeadLetters:
                 return
             except BufferError:
                 self.producer.poll(0.05)
-
-    def _ends(self, partitions: set[int]) -> dict[int, int]:
-        """Latest offsets of DLQ partitions: at or before the first record this commit writes there."""
-        admin = admin_client(self.bootstrap)
-        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        request = {TopicPartition(self.dlq_topic, p): latest for p in partitions}
-        result = admin.list_offsets(request, request_timeout=30)
-        return {tp.partition: fut.result(timeout=30).offset for tp, fut in result.items()}
 
 
 def _read(bootstrap: str, topic: str, partition: int, start: int, stop: int | None) -> list[Message]:
