@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test lint kafka-start kafka-stop bench
+.PHONY: install demo test test-all lint kafka-start kafka-stop bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,8 +27,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check streamsvc tests topologies bench
 	$(BIN)/mypy
 
+# The default suite; the slow ones (fault matrices, deployment tools) run in `test-all`, which CI runs.
+SLOW_MARKERS := chaos or ops
+
 test: lint kafka-start
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q --durations=10 -m "not ($(SLOW_MARKERS))"
+
+test-all: lint kafka-start
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: kafka-start
 	$(BIN)/python bench/passthrough.py
