@@ -9,6 +9,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from streamsvc.errors import ConfigError
 
+REGISTRY_URL_ENV = "STREAMSVC_REGISTRY_URL"
+"""The registry every command and serde uses unless told otherwise."""
+
 SubjectNameStrategy = Callable[[str, bool, "str | None"], str]
 """`(topic, is_key, record_fullname) -> subject`; record_fullname is None for unnamed schemas."""
 
