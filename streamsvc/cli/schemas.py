@@ -163,7 +163,8 @@ def _compat(args: argparse.Namespace) -> int:
     if not problems:
         print(f"{args.mode}: {new.label} is compatible with {against}")
         return OK
-    print(f"{args.mode}: {new.label} is NOT compatible with {against} ({len(problems)} problems)")
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    print(f"{args.mode}: {new.label} is NOT compatible with {against} ({count})")
     for problem in problems:
         print(f"  {problem}")
     return INCOMPATIBLE

@@ -51,8 +51,10 @@ class SubjectRule:
     key: bool | None = None
 
     def over(self, fallback: SubjectRule) -> SubjectRule:
+        """This rule, gaps filled from `fallback`; a topic without a strategy means TopicNameStrategy."""
+        strategy = self.strategy or ("topic" if self.topic else None)
         return SubjectRule(
-            self.strategy if self.strategy is not None else fallback.strategy,
+            strategy if strategy is not None else fallback.strategy,
             self.topic if self.topic is not None else fallback.topic,
             self.key if self.key is not None else fallback.key,
         )

@@ -38,7 +38,8 @@ class Registry:
 
     def __init__(self, url: str, client: SchemaRegistryClient | None = None) -> None:
         self.url = url
-        self.client = client or registry_client(url)
+        # A command answers in seconds when the registry is down (the client's default retries take ~15 s).
+        self.client = client or registry_client(url, **{"max.retries": 2, "retries.wait.ms": 250})
 
     @contextlib.contextmanager
     def _calling(self, what: str) -> Iterator[None]:

@@ -33,6 +33,12 @@ def committed_versions(path: Path, rev: str = "HEAD") -> list[SchemaVersion]:
     folder = path.resolve().parent
     if _git(["rev-parse", "--is-inside-work-tree"], folder).strip() != "true":
         raise GitError(f"{path} is not in a git work tree")
+    try:
+        _git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], folder)
+    except GitError:
+        if rev == "HEAD":
+            return []  # a repository without commits yet
+        raise GitError(f"unknown git revision {rev!r}") from None
     commits = _git(["log", "--format=%H", "--reverse", rev, "--", path.name], folder).split()
     versions: list[SchemaVersion] = []
     for commit in commits:
