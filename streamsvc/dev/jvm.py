@@ -135,3 +135,31 @@ def stop_pid(pid_file: Path, wait_s: float, log: Callable[[str], None]) -> bool:
     pid_file.unlink(missing_ok=True)
     log(f"stopped (pid {pid})")
     return True
+
+
+def spawn_until_ready(
+    command: list[str],
+    what: str,
+    pid_file: Path,
+    output: Path,
+    ready: Callable[[], bool],
+    wait_s: float,
+    log: Callable[[str], None],
+    cwd: Path | None = None,
+) -> None:
+    """Start `command` in its own session (it outlives this process), record its pid in `pid_file`, and
+    return once `ready()`; raise when it exits first or `wait_s` passes. Its output goes to `output`."""
+    with output.open("ab") as out:
+        proc = subprocess.Popen(
+            command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    pid_file.write_text(str(proc.pid))
+    log(f"started {what} (pid {proc.pid}); waiting for it to answer")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConfigError(f"{what} exited with code {proc.returncode}; see {output}")
+        if ready():
+            return
+        time.sleep(0.5)
+    raise ConfigError(f"{what} did not answer within {wait_s:.0f}s; see {output}")

@@ -9,12 +9,12 @@ broker runs as `kafka.Kafka server.properties`, exactly what Kafka's own scripts
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import shutil
 import socket
 import subprocess
 import tarfile
-import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -230,24 +230,13 @@ def start(k: LocalKafka, fresh: bool = False, wait_s: float = 120.0) -> str:
         if done.returncode != 0:
             raise ConfigError(f"formatting Kafka storage failed:\n{done.stdout}\n{done.stderr}")
     heap = os.environ.get("STREAMSVC_KAFKA_HEAP", "768m")
-    with (k.run_dir / "stdout.log").open("ab") as out:
-        proc = subprocess.Popen(
-            [java[0], f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(props)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # survives the CLI process; stopped by `streamsvc dev kafka stop`
-        )
-    k.pid_file.write_text(str(proc.pid))
-    _say(f"started Kafka {k.version} (pid {proc.pid}); waiting for {k.bootstrap}")
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ConfigError(f"Kafka exited with code {proc.returncode}; see {k.run_dir / 'stdout.log'}")
-        if broker_answers(k.bootstrap):
-            _say(f"ready: bootstrap servers {k.bootstrap}")
-            return k.bootstrap
-        time.sleep(0.5)
-    raise ConfigError(f"Kafka did not answer within {wait_s:.0f}s; see {k.log_file}")
+    command = [java[0], f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(props)]
+    ready = functools.partial(broker_answers, k.bootstrap)
+    jvm.spawn_until_ready(
+        command, f"Kafka {k.version}", k.pid_file, k.run_dir / "stdout.log", ready, wait_s, _say
+    )
+    _say(f"ready: bootstrap servers {k.bootstrap}")
+    return k.bootstrap
 
 
 def stop(k: LocalKafka, wait_s: float = 60.0) -> bool:

@@ -9,12 +9,11 @@ Clients use `http://127.0.0.1:<port>/apis/ccompat/v7`, which speaks the Confluen
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-import subprocess
 import tarfile
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +104,12 @@ def _install(r: LocalRegistry, version: str) -> Path:
 
 
 def _choose() -> tuple[str, str]:
-    """`(java, Apicurio version)`: 3.x on Java 21+, else the 2.6 line on Java 17."""
+    """`(java, Apicurio version)`: $STREAMSVC_REGISTRY_VERSION if set, else 3.x on Java 21+, else the 2.6
+    line on Java 17."""
+    pinned = os.environ.get("STREAMSVC_REGISTRY_VERSION")
+    if pinned:
+        needs = 17 if pinned.startswith("2.") else 21
+        return jvm.find_java(needs, f"Apicurio Registry {pinned}")[0], pinned
     try:
         java, _ = jvm.find_java(21, f"Apicurio Registry {APICURIO_VERSION}")
         return java, APICURIO_VERSION
@@ -170,26 +174,16 @@ def start(r: LocalRegistry, wait_s: float = 180.0) -> str:
     heap = os.environ.get("STREAMSVC_REGISTRY_HEAP", "512m")
     jvm_flags = [f"-Xmx{heap}", "-XX:+UseSerialGC", *_system_properties(r, version)]
     command = [java, *jvm_flags, "-jar", str(launcher)]
-    with r.log_file.open("ab") as out:
-        proc = subprocess.Popen(
-            command,
-            cwd=launcher.parent,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # survives the CLI process; stopped by `streamsvc dev registry stop`
-        )
-    r.pid_file.write_text(str(proc.pid))
-    _say(f"started Apicurio Registry {version} (pid {proc.pid}, {java}); waiting for {r.url}")
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ConfigError(f"Apicurio Registry exited with code {proc.returncode}; see {r.log_file}")
-        if registry_answers(r.url):
-            _set_global_compatibility(r.url, DEFAULT_COMPATIBILITY)
-            _say(f"ready: {r.url} (global compatibility {DEFAULT_COMPATIBILITY}, in-memory storage)")
-            return r.url
-        time.sleep(0.5)
-    raise ConfigError(f"Apicurio Registry did not answer within {wait_s:.0f}s; see {r.log_file}")
+    what = f"Apicurio Registry {version} ({java})"
+    ready = functools.partial(registry_answers, r.url)
+    jvm.spawn_until_ready(command, what, r.pid_file, r.log_file, ready, wait_s, _say, cwd=launcher.parent)
+    if version.startswith("2."):
+        # 2.6 treats a subject's NONE as "no subject rule", so the global rule would still apply to it.
+        _say(f"ready: {r.url} (no global compatibility rule, in-memory storage)")
+    else:
+        _set_global_compatibility(r.url, DEFAULT_COMPATIBILITY)
+        _say(f"ready: {r.url} (global compatibility {DEFAULT_COMPATIBILITY}, in-memory storage)")
+    return r.url
 
 
 def stop(r: LocalRegistry, wait_s: float = 30.0) -> bool:

@@ -165,6 +165,7 @@ def test_check_uses_the_subjects_mode_for_git_too(
     schema_registry: SchemaRegistryClient,
 ) -> None:
     subject = subjects("orders-value")
+    schema_registry.register_schema(subject, Schema(json.dumps(V1), "AVRO"))
     schema_registry.set_compatibility(subject, "FORWARD")
     schema = write(repo / "schemas" / "order.avsc", V1)
     git(repo, "add", "-A")
@@ -182,7 +183,7 @@ def test_check_uses_the_subjects_mode_for_git_too(
     code, out, _ = run(capsys, *args)
     assert code == 1
     assert "git      FORWARD vs git:" in out and "Order.qty" in out
-    assert "registry FORWARD: new subject" in out
+    assert f"registry FORWARD vs {subject} v1: INCOMPATIBLE" in out
 
 
 def test_registry_errors_are_clear(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:

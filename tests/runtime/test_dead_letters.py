@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka.schema_registry import Schema
 from prometheus_client import REGISTRY
 
 from streamsvc.config import Settings
@@ -52,6 +53,7 @@ def test_every_poison_kind_is_dead_lettered(bootstrap: str, names, schema_regist
     avro_topic, json_topic = names.topic("orders_avro"), names.topic("orders_json")
     subjects.track(f"{avro_topic}-value")
     # One subject holds v1, v2 and a schema without `amount`, whatever the registry's global mode.
+    registry.register_schema(f"{avro_topic}-value", Schema(V1, "AVRO"))
     registry.set_compatibility(f"{avro_topic}-value", "NONE")
     names.track(avro_topic + ".dlq", json_topic + ".dlq", names("out_avro"), names("out_json"))
     ctx = SerdeContext(avro_topic)

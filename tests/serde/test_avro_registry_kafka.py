@@ -37,11 +37,11 @@ def test_worker_decodes_v1_and_v2_written_by_confluents_serializer(  # type: ign
     names.track(f"{topic}.dlq")
     subject = f"{topic}-value"
     subjects.track(subject)
-    schema_registry.set_compatibility(subject, "BACKWARD")
     ctx = SerializationContext(topic, MessageField.VALUE)
     v1 = AvroSerializer(schema_registry, json.dumps(V1))
     v2 = AvroSerializer(schema_registry, json.dumps(V2))
     produce(bootstrap, topic, [(b"a", v1({"id": i, "amount": float(i)}, ctx)) for i in range(3)])
+    schema_registry.set_compatibility(subject, "BACKWARD")  # whatever the registry's global mode
     produce(
         bootstrap, topic, [(b"b", v2({"id": i, "amount": 1.5, "currency": "USD"}, ctx)) for i in range(3, 5)]
     )
