@@ -138,12 +138,14 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return run
 
 
-def _registry(args: argparse.Namespace, required: bool) -> Registry | None:
-    if args.registry_url:
-        return Registry(args.registry_url)
-    if required:
+def _registry(args: argparse.Namespace) -> Registry | None:
+    return Registry(args.registry_url) if args.registry_url else None
+
+
+def _required_registry(args: argparse.Namespace) -> Registry:
+    if not args.registry_url:
         raise ConfigError(f"no schema registry: give --registry-url or set {REGISTRY_URL_ENV}")
-    return None
+    return Registry(args.registry_url)
 
 
 def _mode(text: str) -> Mode:
@@ -154,7 +156,7 @@ def _mode(text: str) -> Mode:
 
 
 def _compat(args: argparse.Namespace) -> int:
-    registry = _registry(args, required=False)
+    registry = _registry(args)
     earlier = [load(ref, registry) for ref in args.earlier]
     new = load(args.new, registry)
     problems = check(args.mode, earlier, new)
@@ -176,7 +178,7 @@ def _files(args: argparse.Namespace) -> list[SchemaFile]:
 
 def _check(args: argparse.Namespace) -> int:
     files = _files(args)
-    registry = None if args.no_registry else _registry(args, required=False)
+    registry = None if args.no_registry else _registry(args)
     if registry is None and not args.no_registry:
         print(f"registry: skipped (no --registry-url and no {REGISTRY_URL_ENV})")
     verdicts = check_files(files, registry, args.mode, None if args.no_git else args.git_ref)
@@ -215,8 +217,7 @@ def _print_verdict(verdict: Verdict) -> None:
 
 
 def _register(args: argparse.Namespace) -> int:
-    registry = _registry(args, required=True)
-    assert registry is not None
+    registry = _required_registry(args)
     results = register_files(_files(args), registry)
     for result in results:
         label, subject = result.file.schema.label, result.file.subject
@@ -232,8 +233,7 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _set_compat(args: argparse.Namespace) -> int:
-    registry = _registry(args, required=True)
-    assert registry is not None
+    registry = _required_registry(args)
     for subject in args.subject or [None]:
         before = registry.mode(subject)
         registry.set_mode(args.mode, subject)
@@ -242,7 +242,7 @@ def _set_compat(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    registry = _registry(args, required=False)
+    registry = _registry(args)
     old, new = load(args.old, registry), load(args.new, registry)
     changes = diff(old, new)
     if not changes:

@@ -16,15 +16,20 @@ SubjectNameStrategy = Callable[[str, bool, "str | None"], str]
 """`(topic, is_key, record_fullname) -> subject`; record_fullname is None for unnamed schemas."""
 
 
+REQUEST_TIMEOUT_S = 30
+"""Per HTTP request; the client's own default is none, so a registry that never answers would hang."""
+
+
 def registry_client(url: str, **conf: Any) -> SchemaRegistryClient:
-    """Build a registry client for `url`; extra `conf` keys use the client's dotted names.
+    """Build a registry client for `url`; extra `conf` keys use the client's dotted names (`timeout` in
+    seconds defaults to REQUEST_TIMEOUT_S).
 
     `mock://...` URLs give an in-process mock registry; every call returns a new, empty one, so share
     the instance when a producer and a consumer in one process must see the same schemas.
     """
     if not url:
         raise ConfigError("schema registry url is empty")
-    return SchemaRegistryClient.new_client({**conf, "url": url})
+    return SchemaRegistryClient.new_client({"timeout": REQUEST_TIMEOUT_S, **conf, "url": url})
 
 
 def topic_name_strategy(topic: str, is_key: bool, record_name: str | None) -> str:

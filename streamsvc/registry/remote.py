@@ -14,6 +14,13 @@ from streamsvc.registry.avsc import SchemaVersion, parse_avro
 from streamsvc.registry.client import registry_client
 from streamsvc.registry.compat import Mode
 
+try:  # the HTTP library the client uses (httpx2 or httpx), whose transport errors it lets through
+    from confluent_kafka.schema_registry.common._httpx_compat import httpx as _http
+
+    _UNREACHABLE: tuple[type[BaseException], ...] = (_http.HTTPError, OSError)
+except ImportError:  # another client version: its errors still name the problem
+    _UNREACHABLE = (OSError,)
+
 SUBJECT_NOT_FOUND = 40401
 INCOMPATIBLE = 409
 
@@ -49,12 +56,8 @@ class Registry:
             if exc.http_status_code == INCOMPATIBLE:
                 raise IncompatibleSchemaError(f"{what}: {exc.error_message}") from exc
             raise RegistryError(f"{what}: the registry at {self.url} answered {exc}") from exc
-        except (OSError, ValueError) as exc:
+        except _UNREACHABLE as exc:
             raise RegistryError(f"{what}: cannot reach the registry at {self.url}: {exc}") from exc
-        except Exception as exc:  # httpx's transport errors, which the client lets through
-            if type(exc).__module__.startswith("httpx"):
-                raise RegistryError(f"{what}: cannot reach the registry at {self.url}: {exc}") from exc
-            raise
 
     def versions(self, subject: str) -> list[SchemaVersion]:
         """Every registered version of `subject`, oldest first; empty for an unknown subject."""
