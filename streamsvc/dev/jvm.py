@@ -72,12 +72,12 @@ def find_java(min_version: int, needed_for: str) -> tuple[str, int]:
     )
 
 
-def run_mvn(args: list[str], what: str) -> None:
+def run_mvn(args: list[str], what: str, cwd: Path | None = None) -> None:
     """Run Maven in batch mode; a failure raises with Maven's output."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise ConfigError(f"Maven (`mvn`) is needed to resolve {what} from Maven Central; install it")
-    done = subprocess.run([mvn, "-q", "-B", *args], capture_output=True, text=True)
+    done = subprocess.run([mvn, "-q", "-B", *args], cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
         raise ConfigError(f"mvn could not resolve {what}:\n{done.stdout}\n{done.stderr}")
 
@@ -90,7 +90,10 @@ def maven_artifact(coordinates: str, dest: Path) -> Path:
     target = dest / f"{artifact}-{version}{classifier}.{kind}"
     if not target.is_file():
         dest.mkdir(parents=True, exist_ok=True)
-        run_mvn(["dependency:copy", f"-Dartifact={coordinates}", f"-DoutputDirectory={dest}"], coordinates)
+        # Run in `dest`: a pom.xml in the caller's directory would otherwise become Maven's project.
+        run_mvn(
+            ["dependency:copy", f"-Dartifact={coordinates}", f"-DoutputDirectory={dest}"], coordinates, dest
+        )
     if not target.is_file():
         raise ConfigError(f"mvn reported success but {target} is missing")
     return target

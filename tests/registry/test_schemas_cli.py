@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
-from streamsvc.cli.main import main
+from streamsvc.cli.main import build_parser
 from streamsvc.registry.avsc import InvalidSchemaError, parse_avro
 from streamsvc.registry.layout import SubjectRule, schema_files
 from tests.conftest import Subjects
@@ -28,7 +28,9 @@ WITHOUT_DEFAULT = {**V1, "fields": [*V1["fields"], {"name": "region", "type": "s
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["schemas", *argv])
+    # Not `main()`: it configures logging onto this test's captured stderr, which later tests would hit.
+    args = build_parser().parse_args(["schemas", *argv])
+    code: int = args.func(args)
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     return code, out, err
@@ -81,7 +83,7 @@ def test_compat_offline_exit_codes_and_reasons(repo: Path, capsys: pytest.Captur
     code, _, err = run(capsys, "compat", str(old), "bad.avsc")
     assert code == 2 and "bad.avsc: invalid default for field R.a" in err
     with pytest.raises(SystemExit) as exit_:
-        main(["schemas", "compat", "--mode", "SIDEWAYS", str(old), str(added)])
+        build_parser().parse_args(["schemas", "compat", "--mode", "SIDEWAYS", str(old), str(added)])
     assert exit_.value.code == 2
 
 
