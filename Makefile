@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint kafka-start kafka-stop bench
+.PHONY: install demo test test-all lint kafka-start kafka-stop registry-start registry-stop bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,12 @@ kafka-start: $(STAMP)
 kafka-stop:
 	@if [ -x $(BIN)/streamsvc ]; then $(BIN)/streamsvc dev kafka stop; fi
 
+registry-start: $(STAMP)
+	$(BIN)/streamsvc dev registry start
+
+registry-stop:
+	@if [ -x $(BIN)/streamsvc ]; then $(BIN)/streamsvc dev registry stop; fi
+
 demo: kafka-start
 	$(BIN)/streamsvc --log-level warning demo
 
@@ -30,10 +36,10 @@ lint: $(STAMP)
 # The default suite; the slow ones (fault matrices, deployment tools) run in `test-all`, which CI runs.
 SLOW_MARKERS := chaos or ops
 
-test: lint kafka-start
+test: lint kafka-start registry-start
 	$(BIN)/python -m pytest -q --durations=10 -m "not ($(SLOW_MARKERS))"
 
-test-all: lint kafka-start
+test-all: lint kafka-start registry-start
 	$(BIN)/python -m pytest -q --durations=25
 
 bench: kafka-start

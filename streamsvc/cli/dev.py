@@ -1,10 +1,10 @@
-"""`streamsvc dev ...`: development helpers (the local Kafka broker)."""
+"""`streamsvc dev ...`: development helpers (the local Kafka broker and schema registry)."""
 
 from __future__ import annotations
 
 import argparse
 
-from streamsvc.dev import kafka
+from streamsvc.dev import kafka, registry
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,6 +14,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     k.add_argument("action", choices=["start", "stop", "status"])
     k.add_argument("--fresh", action="store_true", help="start: wipe the broker's data first")
     k.set_defaults(func=run)
+    r = dev_sub.add_parser(
+        "registry",
+        help="a real schema registry (Apicurio, Confluent-compatible API) from Maven Central",
+        description="Apicurio Registry on 127.0.0.1:$STREAMSVC_REGISTRY_PORT (default 8081, management "
+        "port +1), in-memory storage. `start` prints the URL to use as STREAMSVC_REGISTRY_URL; "
+        "`status` exits 3 when it is not running.",
+    )
+    r.add_argument("action", choices=["start", "stop", "status"])
+    r.set_defaults(func=run_registry)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,3 +34,14 @@ def run(args: argparse.Namespace) -> int:
         kafka.stop(local)
         return 0
     return 0 if kafka.status(local) else 3
+
+
+def run_registry(args: argparse.Namespace) -> int:
+    local = registry.LocalRegistry.from_env()
+    if args.action == "start":
+        print(registry.start(local))
+        return 0
+    if args.action == "stop":
+        registry.stop(local)
+        return 0
+    return 0 if registry.status(local) else 3

@@ -9,18 +9,18 @@ broker runs as `kafka.Kafka server.properties`, exactly what Kafka's own scripts
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tarfile
-import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamsvc.dev import jvm
 from streamsvc.errors import ConfigError
 
 KAFKA_VERSION = "4.1.1"
@@ -93,7 +93,7 @@ class LocalKafka:
 
 
 def _say(msg: str) -> None:
-    print(f"[streamsvc dev kafka] {msg}", flush=True)
+    jvm.say("kafka", msg)
 
 
 def _classpath(k: LocalKafka) -> str:
@@ -110,26 +110,14 @@ def _classpath(k: LocalKafka) -> str:
 
 def _fetch_jars(k: LocalKafka) -> None:
     k.libs.mkdir(parents=True, exist_ok=True)
-    mvn = shutil.which("mvn")
-    if mvn:
+    if shutil.which("mvn"):
         artifact = f"org.apache.kafka:kafka_{SCALA_VERSION}:{k.version}"
         _say(f"resolving {artifact} from Maven Central (first run only)")
         build = k.libs.parent / "resolve"
         build.mkdir(exist_ok=True)
         (build / "pom.xml").write_text(_POM.format(scala=SCALA_VERSION, kafka=k.version, log4j=LOG4J_VERSION))
-        cmd = [
-            mvn,
-            "-q",
-            "-B",
-            "-f",
-            str(build / "pom.xml"),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={k.libs}",
-            "-DincludeScope=runtime",
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise ConfigError(f"mvn could not resolve the Kafka jars:\n{done.stdout}\n{done.stderr}")
+        goal = ["dependency:copy-dependencies", f"-DoutputDirectory={k.libs}", "-DincludeScope=runtime"]
+        jvm.run_mvn(["-f", str(build / "pom.xml"), *goal], "the Kafka jars")
         return
     url = TARBALL_URL.format(v=k.version, s=SCALA_VERSION)
     _say(f"mvn not found; downloading the Apache release {url}")
@@ -144,11 +132,7 @@ def _fetch_jars(k: LocalKafka) -> None:
 
 
 def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not java:
-        raise ConfigError("Java 17+ is needed to run the local Kafka broker; install a JDK or set JAVA_HOME")
-    return java
+    return jvm.find_java(17, "the local Kafka broker")[0]
 
 
 def _server_properties(k: LocalKafka) -> str:
@@ -179,11 +163,6 @@ def _server_properties(k: LocalKafka) -> str:
     )
 
 
-def _port_taken(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _cluster_id() -> str:
     """A random KRaft cluster id; like Kafka's own, never starting with '-' (it would parse as an option)."""
     while True:
@@ -193,12 +172,7 @@ def _cluster_id() -> str:
 
 
 def running_pid(k: LocalKafka) -> int | None:
-    try:
-        pid = int(k.pid_file.read_text().strip())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-        return None
+    return jvm.running_pid(k.pid_file)
 
 
 def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -230,7 +204,7 @@ def start(k: LocalKafka, fresh: bool = False, wait_s: float = 120.0) -> str:
         _say(f"already running (pid {running_pid(k)}) at {k.bootstrap}")
         return k.bootstrap
     for port in (k.port, k.port + 1):
-        if _port_taken(port):
+        if jvm.port_taken(port):
             raise ConfigError(
                 f"127.0.0.1:{port} is in use by another process; stop it, or set STREAMSVC_KAFKA_PORT "
                 "to move the local broker (it uses that port and the next one), "
@@ -256,42 +230,18 @@ def start(k: LocalKafka, fresh: bool = False, wait_s: float = 120.0) -> str:
         if done.returncode != 0:
             raise ConfigError(f"formatting Kafka storage failed:\n{done.stdout}\n{done.stderr}")
     heap = os.environ.get("STREAMSVC_KAFKA_HEAP", "768m")
-    with (k.run_dir / "stdout.log").open("ab") as out:
-        proc = subprocess.Popen(
-            [java[0], f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(props)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # survives the CLI process; stopped by `streamsvc dev kafka stop`
-        )
-    k.pid_file.write_text(str(proc.pid))
-    _say(f"started Kafka {k.version} (pid {proc.pid}); waiting for {k.bootstrap}")
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ConfigError(f"Kafka exited with code {proc.returncode}; see {k.run_dir / 'stdout.log'}")
-        if broker_answers(k.bootstrap):
-            _say(f"ready: bootstrap servers {k.bootstrap}")
-            return k.bootstrap
-        time.sleep(0.5)
-    raise ConfigError(f"Kafka did not answer within {wait_s:.0f}s; see {k.log_file}")
+    command = [java[0], f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(props)]
+    ready = functools.partial(broker_answers, k.bootstrap)
+    jvm.spawn_until_ready(
+        command, f"Kafka {k.version}", k.pid_file, k.run_dir / "stdout.log", ready, wait_s, _say
+    )
+    _say(f"ready: bootstrap servers {k.bootstrap}")
+    return k.bootstrap
 
 
 def stop(k: LocalKafka, wait_s: float = 60.0) -> bool:
     """Stop the broker started by `start`; returns False when none was running."""
-    pid = running_pid(k)
-    if pid is None:
-        _say("not running")
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and running_pid(k):
-        time.sleep(0.3)
-    if running_pid(k):
-        _say(f"pid {pid} ignored SIGTERM for {wait_s:.0f}s; killing it")
-        os.kill(pid, signal.SIGKILL)
-    k.pid_file.unlink(missing_ok=True)
-    _say(f"stopped (pid {pid})")
-    return True
+    return jvm.stop_pid(k.pid_file, wait_s, _say)
 
 
 def status(k: LocalKafka) -> bool:

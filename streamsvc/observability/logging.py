@@ -21,9 +21,24 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLoggerFactory(),
         cache_logger_on_first_use=True,
     )
+
+
+class _CurrentStderr:
+    """`sys.stderr` as it is at each write (tests and embedders swap it; a captured stream closes)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _StderrLoggerFactory(structlog.PrintLoggerFactory):
+    def __init__(self) -> None:
+        super().__init__(file=_CurrentStderr())  # type: ignore[arg-type]
 
 
 def get_logger(**bind: Any) -> Any:

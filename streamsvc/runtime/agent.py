@@ -34,6 +34,7 @@ from streamsvc.observability.graph import topology_graph
 from streamsvc.observability.http import HealthState
 from streamsvc.observability.logging import get_logger, kafka_logging
 from streamsvc.observability.recorder import AgentMetrics
+from streamsvc.registry.client import bind_registry
 from streamsvc.runtime.compiled import Tally
 from streamsvc.runtime.global_tables import GlobalTableReader
 from streamsvc.runtime.outputs import TopicLimits, fetch_limits, producer_max_bytes
@@ -89,23 +90,9 @@ class StreamTask(Task):
         self.timeouts = ClientTimeouts(settings.client_timeout_ms / 1000, settings.client_deadline_ms / 1000)
         self.producer: Producer | None = None
         self.committer: Committer | None = None
-        self._bind_registry()
+        bind_registry(self.processor.serdes(), settings.registry_url)
 
     # ---- set-up -------------------------------------------------------------------------------
-
-    def _bind_registry(self) -> None:
-        if not self.settings.registry_url:
-            return
-        from streamsvc.registry.client import registry_client
-
-        client = registry_client(self.settings.registry_url)
-        for serde in self.processor.serdes():
-            layer: Any = serde
-            while layer is not None:  # wrappers such as DebeziumSerde expose the wrapped serde as `inner`
-                bind = getattr(layer, "bind_registry", None)
-                if bind is not None:
-                    bind(client)
-                layer = getattr(layer, "inner", None)
 
     def consumer_config(self) -> dict[str, Any]:
         s = self.settings

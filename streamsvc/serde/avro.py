@@ -33,10 +33,13 @@ from streamsvc.errors import (
     UnknownSchemaError,
     WireFormatError,
 )
-from streamsvc.registry.client import SubjectNameStrategy, registry_client, topic_name_strategy
+from streamsvc.registry.client import (
+    REGISTRY_URL_ENV,
+    SubjectNameStrategy,
+    registry_client,
+    topic_name_strategy,
+)
 from streamsvc.serde.base import SerdeContext
-
-REGISTRY_URL_ENV = "STREAMSVC_REGISTRY_URL"
 
 _HEADER = struct.Struct(">BI")
 _HEADER_SIZE = _HEADER.size

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka.schema_registry import Schema
 from prometheus_client import REGISTRY
 
 from streamsvc.config import Settings
-from streamsvc.registry import registry_client
 from streamsvc.runtime.topics import read_all
 from streamsvc.runtime.worker import Worker
 from streamsvc.serde import AvroSerde, JsonSerde, SerdeContext
@@ -48,9 +48,13 @@ def order(i: int, customer: int = 1, amount: float = 10.0) -> dict[str, Any]:
     return {"order_id": f"o{i}", "customer_id": customer, "amount": amount, "ts_ms": 1_000 + i, "note": None}
 
 
-def test_every_poison_kind_is_dead_lettered(bootstrap: str, names) -> None:  # type: ignore[no-untyped-def]
-    registry = registry_client("mock://dead-letters")
+def test_every_poison_kind_is_dead_lettered(bootstrap: str, names, schema_registry, subjects) -> None:  # type: ignore[no-untyped-def]
+    registry = schema_registry
     avro_topic, json_topic = names.topic("orders_avro"), names.topic("orders_json")
+    subjects.track(f"{avro_topic}-value")
+    # One subject holds v1, v2 and a schema without `amount`, whatever the registry's global mode.
+    registry.register_schema(f"{avro_topic}-value", Schema(V1, "AVRO"))
+    registry.set_compatibility(f"{avro_topic}-value", "NONE")
     names.track(avro_topic + ".dlq", json_topic + ".dlq", names("out_avro"), names("out_json"))
     ctx = SerdeContext(avro_topic)
     v1_writer, v2_writer = AvroSerde(V1, registry=registry), AvroSerde(V2, registry=registry)

@@ -84,14 +84,16 @@ def registry() -> SchemaRegistryClient:
     return registry_client("mock://debezium")
 
 
-def encodings(envelope: dict[str, Any] | None, registry: SchemaRegistryClient) -> dict[str, bytes | None]:
-    """The same logical event as JSON with the wrapper, bare JSON, and registry Avro."""
+def encodings(
+    envelope: dict[str, Any] | None, registry: SchemaRegistryClient, ctx: SerdeContext = CTX
+) -> dict[str, bytes | None]:
+    """The same logical event as JSON with the wrapper, bare JSON, and registry Avro (for `ctx`'s topic)."""
     if envelope is None:
         return {"json-wrapped": None, "json-bare": None, "avro": None}
     return {
         "json-wrapped": orjson.dumps({"schema": CONNECT_SCHEMA, "payload": envelope}),
         "json-bare": orjson.dumps(envelope),
-        "avro": AvroSerde(ENVELOPE_SCHEMA, registry=registry).serialize(envelope, CTX),
+        "avro": AvroSerde(ENVELOPE_SCHEMA, registry=registry).serialize(envelope, ctx),
     }
 
 

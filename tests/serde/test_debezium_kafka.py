@@ -8,10 +8,9 @@ from typing import Any
 import orjson
 
 from streamsvc.config import Settings
-from streamsvc.registry import registry_client
 from streamsvc.runtime.topics import read_all
 from streamsvc.runtime.worker import Worker
-from streamsvc.serde import AvroSerde, DebeziumKeySerde, DebeziumSerde, JsonSerde
+from streamsvc.serde import AvroSerde, DebeziumKeySerde, DebeziumSerde, JsonSerde, SerdeContext
 from streamsvc.topology import Topology
 from tests.serde.test_debezium import ENVELOPE_SCHEMA, EVENTS, EXPECTED, encodings
 from tests.support import produce
@@ -20,8 +19,8 @@ FORMS = ("json-wrapped", "json-bare", "avro")
 KEY_SCHEMA = {"type": "struct", "fields": [{"type": "int32", "optional": False, "field": "id"}]}
 
 
-def test_three_forms_through_kafka(bootstrap: str, names) -> None:  # type: ignore[no-untyped-def]
-    registry = registry_client("mock://debezium-kafka")
+def test_three_forms_through_kafka(bootstrap: str, names, schema_registry, subjects) -> None:  # type: ignore[no-untyped-def]
+    registry = schema_registry
     topics: dict[str, str] = {}
     topology = Topology("cdc-forms")
     for form in FORMS:
@@ -29,6 +28,7 @@ def test_three_forms_through_kafka(bootstrap: str, names) -> None:  # type: igno
         topics[logical] = names.topic(logical)
         topics[f"{logical}_rows"] = names(f"{logical}_rows")
         names.track(topics[f"{logical}_rows"], topics[logical] + ".dlq")
+        subjects.track(f"{topics[logical]}-value")
         inner = AvroSerde(ENVELOPE_SCHEMA, registry=registry) if form == "avro" else None
         (
             topology.source(logical, value_serde=DebeziumSerde(inner), key_serde=DebeziumKeySerde()).to(
@@ -40,7 +40,9 @@ def test_three_forms_through_kafka(bootstrap: str, names) -> None:  # type: igno
         for event in EVENTS:
             key = {"id": 1}
             key_bytes = orjson.dumps({"schema": KEY_SCHEMA, "payload": key} if wrapped_key else key)
-            records.append((key_bytes, encodings(EVENTS[event], registry)[form]))
+            records.append(
+                (key_bytes, encodings(EVENTS[event], registry, SerdeContext(topics[logical]))[form])
+            )
         produce(bootstrap, topics[logical], records)
 
     settings = Settings(app_id=names("app"), bootstrap_servers=bootstrap, instance_id="cdc-0", topics=topics)

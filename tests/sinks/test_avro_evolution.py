@@ -1,14 +1,16 @@
-"""Schema evolution from Avro: a new optional field in the producer's schema evolves the table while the
-sink runs; older rows read it as null."""
+"""Schema evolution from Avro on the real registry: a producer using confluent-kafka's own
+`AvroSerializer` adds an optional field; the running sink evolves the table, older rows read it as null."""
 
 from __future__ import annotations
 
-import time
+import json
+
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamsvc.config import Settings
-from streamsvc.registry.client import registry_client
 from streamsvc.serde.avro import AvroSerde
-from streamsvc.serde.base import SerdeContext
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
 from tests.sinks.support import SinkThread, offset_counts, read_rows
 from tests.support import produce, wait_for
@@ -21,13 +23,20 @@ V1 = {
 V2 = {**V1, "fields": [*V1["fields"], {"name": "coupon", "type": ["null", "string"], "default": None}]}
 
 
-def test_new_optional_avro_field_evolves_the_running_sink(bootstrap: str, names, catalog_setup) -> None:  # type: ignore[no-untyped-def]
+def confluent_serializer(registry: SchemaRegistryClient, schema: dict[str, object]) -> AvroSerializer:
+    """confluent-kafka's serializer, registering under TopicNameStrategy (`<topic>-value`)."""
+    return AvroSerializer(registry, json.dumps(schema), conf={"auto.register.schemas": True})
+
+
+def test_new_optional_avro_field_evolves_the_running_sink(  # type: ignore[no-untyped-def]
+    bootstrap: str, names, catalog_setup, registry_url: str, schema_registry, subjects
+) -> None:
     topic = names.topic("orders", 2)
     names.track(f"{topic}.dlq")
+    subjects.track(f"{topic}-value")
     config, catalog = catalog_setup
-    registry = registry_client(f"mock://{names('registry')}")
-    ctx = SerdeContext(topic)
-    v1, v2 = AvroSerde(V1, registry=registry), AvroSerde(V2, registry=registry)
+    value = SerializationContext(topic, MessageField.VALUE)
+    v1, v2 = confluent_serializer(schema_registry, V1), confluent_serializer(schema_registry, V2)
     settings = Settings(
         bootstrap_servers=bootstrap, app_id=names("app"), instance_id="a", topics={"orders": topic}
     )
@@ -35,23 +44,22 @@ def test_new_optional_avro_field_evolves_the_running_sink(bootstrap: str, names,
         name="orders",
         source="orders",
         table="sink.orders",
-        value_serde=AvroSerde(None, registry=registry),
+        value_serde=AvroSerde(None, registry_url=registry_url),  # each record's own writer schema
         commit_interval_s=0.2,
     )
-    produce(bootstrap, topic, [(b"k", v1.serialize({"id": i, "amount": i / 2}, ctx)) for i in range(300)])
+    produce(bootstrap, topic, [(b"k", v1({"id": i, "amount": i / 2}, value)) for i in range(300)])
     sink = SinkThread(spec, settings, config)
     try:
         wait_for(lambda: sink.agent.committed_rows >= 300, 60, "the v1 rows")
         assert "coupon" not in catalog.load_table("sink.orders").schema().column_names
-        time.sleep(0.3)
-        records = [
-            (b"k", v2.serialize({"id": i, "amount": 1.0, "coupon": f"c{i}"}, ctx)) for i in range(300, 500)
-        ]
+        schema_registry.set_compatibility(f"{topic}-value", "BACKWARD")  # whatever the global mode
+        records = [(b"k", v2({"id": i, "amount": 1.0, "coupon": f"c{i}"}, value)) for i in range(300, 500)]
         produce(bootstrap, topic, records)
         wait_for(lambda: sink.agent.committed_rows >= 500, 60, "the v2 rows")
     finally:
         sink.close()
     assert sink.error is None
+    assert schema_registry.get_versions(f"{topic}-value") == [1, 2], "v2 is a second version of the subject"
     table = catalog.load_table("sink.orders")
     assert table.schema().find_field("coupon").optional
     rows = read_rows(catalog, "sink.orders").sort_by("id")

@@ -34,6 +34,7 @@ from streamsvc.observability.graph import sink_graph
 from streamsvc.observability.http import HealthState
 from streamsvc.observability.logging import get_logger, kafka_logging
 from streamsvc.observability.recorder import AgentMetrics, SinkOutcome
+from streamsvc.registry.client import bind_registry
 from streamsvc.runtime.outputs import RECORD_OVERHEAD, fetch_limits, producer_max_bytes
 from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
 from streamsvc.runtime.tasks import TP, Rewind, Task, TaskManager
@@ -99,6 +100,7 @@ class IcebergTask(Task):
             else None
         )
         self.builder = BatchBuilder(fixed=spec.schema, cdc=spec.cdc)
+        bind_registry([spec.value_serde], settings.registry_url)
         self._ilabels = {**labels, "table": spec.table}
         graph = sink_graph(self.topic, self.dlq_topic, spec.table, spec.silver_table, spec.name)
         self.obs = AgentMetrics(settings.app_id, spec.name, log, graph, "iceberg", "exactly_once")
