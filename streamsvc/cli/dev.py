@@ -1,10 +1,10 @@
-"""`streamsvc dev ...`: development helpers (the local Kafka broker)."""
+"""`streamsvc dev ...`: development helpers (the local Kafka broker, the local S3 + Iceberg REST lake)."""
 
 from __future__ import annotations
 
 import argparse
 
-from streamsvc.dev import kafka
+from streamsvc.dev import kafka, lake
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,6 +14,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     k.add_argument("action", choices=["start", "stop", "status"])
     k.add_argument("--fresh", action="store_true", help="start: wipe the broker's data first")
     k.set_defaults(func=run)
+    lk = dev_sub.add_parser("lake", help="a local S3 (versitygw) + Iceberg REST catalog, on loopback")
+    lk.add_argument("action", choices=["start", "stop", "status", "env"])
+    lk.add_argument("--fresh", action="store_true", help="start: wipe the lake's objects and catalog first")
+    lk.set_defaults(func=run_lake)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,3 +29,20 @@ def run(args: argparse.Namespace) -> int:
         kafka.stop(local)
         return 0
     return 0 if kafka.status(local) else 3
+
+
+def run_lake(args: argparse.Namespace) -> int:
+    """start/env print `export` lines for a client (sink, Spark, DuckDB) of the local lake."""
+    local = lake.LocalLake.from_env()
+    if args.action == "start":
+        env = lake.start(local, fresh=args.fresh)
+    elif args.action == "env":
+        env = local.client_env()
+    elif args.action == "stop":
+        lake.stop(local)
+        return 0
+    else:
+        return 0 if lake.status(local) else 3
+    for key, value in env.items():
+        print(f"export {key}={value}")
+    return 0

@@ -3,7 +3,8 @@
 Points: `before_write` (DLQ flushed, nothing written), `after_write` (data files and manifests written,
 catalog not yet committed), `after_commit` (catalog committed, in-memory state not yet updated); for the
 silver merge, `merge_after_delete` (copy-on-write delete staged), `merge_before_commit` (rewritten and new
-data files written, silver not committed), `merge_after_commit`.
+data files written, silver not committed), `merge_after_commit`; for compaction, `compact_after_write`
+(new files written, nothing committed) and `compact_after_commit`.
 Environment (read once per process):
 
 - `STREAMSVC_FAULT_KILL_AT=<point>` and `STREAMSVC_FAULT_KILL_AFTER=<n>`: SIGKILL self on the n-th hit
@@ -26,6 +27,8 @@ POINTS = (
     "merge_after_delete",
     "merge_before_commit",
     "merge_after_commit",
+    "compact_after_write",
+    "compact_after_commit",
 )
 
 FaultHook = Callable[[str], None]
