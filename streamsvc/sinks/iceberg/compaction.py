@@ -6,9 +6,8 @@ the current snapshot: per partition, the data files below `SMALL_FRACTION` of th
 bins of at most the target size; each bin of two or more files is read (projected onto the current
 schema), sorted by Kafka partition and offset when those columns exist, and written as one new file.
 
-The rewrite is then committed as ONE `replace` snapshot (pyiceberg 0.12 only writes append, overwrite
-and delete, and refuses `replace` in its summary code, so an overwrite producer whose summary operation is
-set to `replace` does it: rows unchanged, so engines' incremental readers skip it). The snapshot carries
+The rewrite is then committed as ONE `replace` snapshot (`replace.py`: rows unchanged, so engines'
+incremental readers skip it), built so that an attempt is cheap to re-base on a new head. It carries
 the head's `streamsvc.*` summary keys (offsets, commit id, writer, silver merge position), so the sink's
 fence and a silver merge read exactly what they read before. Like every commit it asserts the branch head
 it was built on: a concurrent sink commit makes it fail, and the commit alone (not the rewrite) is retried
@@ -20,23 +19,22 @@ attempt are orphans that nothing references; the orphan sweep removes them.
 from __future__ import annotations
 
 import contextlib
-import time
+import functools
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException, ValidationException
+from pyiceberg.exceptions import ValidationException
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
 from pyiceberg.manifest import DataFile, DataFileContent
-from pyiceberg.table import FileScanTask, Table, TableProperties
-from pyiceberg.table.snapshots import Operation, Snapshot, Summary
-from pyiceberg.table.update.snapshot import _OverwriteFiles
-from pyiceberg.typedef import EMPTY_DICT
+from pyiceberg.table import FileScanTask, Table, TableProperties, Transaction
+from pyiceberg.table.snapshots import Snapshot
 
 from streamsvc.sinks.iceberg.faults import FaultHook, no_faults
-from streamsvc.sinks.iceberg.retry import MaintenanceTimeout, backoff
+from streamsvc.sinks.iceberg.replace import RebaseCache, commit_rebased, replace_files
+from streamsvc.sinks.iceberg.retry import MaintenanceTimeout
 
 SMALL_FRACTION = 0.75  # like Iceberg's rewrite_data_files min-file-size-bytes default
 DEFAULT_MIN_INPUT_FILES = 5
@@ -139,37 +137,11 @@ def rewrite(table: Table, group: FileGroup) -> tuple[list[DataFile], int]:
     return files, rows.num_rows
 
 
-class _ReplaceFiles(_OverwriteFiles):
-    """An overwrite producer whose snapshot says `replace` (same files added/removed, same rows)."""
-
-    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        summary = super()._summary(snapshot_properties)
-        return Summary(Operation.REPLACE, **summary.additional_properties)
-
-
 def carried_summary(snap: Snapshot | None) -> dict[str, str]:
     """The head's `streamsvc.*` summary keys, copied so readers of the new head see the same state."""
     if snap is None or snap.summary is None:
         return {}
     return {k: v for k, v in snap.summary.additional_properties.items() if k.startswith(CARRIED_PREFIX)}
-
-
-def commit_replace(table: Table, old: list[DataFile], new: list[DataFile]) -> Snapshot | None:
-    """One replace snapshot on the current head: remove `old`, add `new`, carry the head's offsets."""
-    head = table.current_snapshot()
-    txn = table.transaction()
-    producer = _ReplaceFiles(
-        operation=Operation.OVERWRITE,  # for pyiceberg's summary totals; _summary then says replace
-        transaction=txn,
-        io=table.io,
-        snapshot_properties=carried_summary(head),
-    )
-    for f in old:
-        producer.delete_data_file(f)
-    for f in new:
-        producer.append_data_file(f)
-    producer.commit()
-    return txn.commit_transaction().current_snapshot()
 
 
 def compact(
@@ -194,49 +166,45 @@ def compact(
         written[group], rows = rewrite(table, group)
         report.rows += rows
     faults("compact_after_write")
+    cache = RebaseCache()
     while True:
-        report.attempts += 1
         groups = list(written)
         old = [f for g in groups for f in g.files]
         new = [f for g in groups for f in written[g]]
+        stage = functools.partial(_stage_replace, table, cache, old, new)
         try:
-            snap = commit_replace(table, old, new)
-        except CommitFailedException:
-            wait = backoff(report.attempts)
-            if time.monotonic() + wait > deadline:
-                _delete(table, new)
-                raise MaintenanceTimeout(
-                    f"compact: not committed after {report.attempts} attempts (branch head kept moving)"
-                ) from None
-            time.sleep(wait)
-            table.refresh()
-            continue
+            report.attempts += commit_rebased(table, stage, cache, deadline, "compact")
+        except MaintenanceTimeout:
+            _delete(table, new)
+            raise
         except ValidationException:  # some input files are gone: drop their groups, keep the rest
+            report.attempts += 1
             table.refresh()
             live = _live_paths(table)
             for g in groups:
                 if not all(f.file_path in live for f in g.files):
                     _delete(table, written.pop(g))
+            cache = RebaseCache()
             if not written:
                 report.files_after = len(live)
                 return report
             continue
-        except CommitStateUnknownException:
-            table.refresh()
-            live = _live_paths(table)
-            if all(f.file_path in live for f in new):
-                snap = table.current_snapshot()
-            else:
-                continue
         faults("compact_after_commit")
+        table.refresh()
         report.committed = True
-        report.snapshot_id = snap.snapshot_id if snap is not None else None
+        report.snapshot_id = cache.snapshot_id
         report.groups = len(groups)
         report.rewritten_files = len(old)
         report.added_files = len(new)
         report.rewritten_bytes = sum(f.file_size_in_bytes for f in old)
         report.files_after = len(_live_paths(table))
         return report
+
+
+def _stage_replace(
+    table: Table, cache: RebaseCache, old: list[DataFile], new: list[DataFile], txn: Transaction
+) -> None:
+    replace_files(txn, cache, old, new, carried_summary(table.current_snapshot()))
 
 
 def _live_paths(table: Table) -> set[str]:

@@ -4,8 +4,10 @@ Commit latency grows with the number of snapshots and manifests (BRIEF §3.7), s
 this regularly. Offsets survive: they are mirrored in table properties, the newest snapshot carrying each
 `streamsvc.offsets.*` key is never expired, and the manifest-merge and compaction snapshots copy the
 `streamsvc.*` summary keys of the head they are built on. Every step commits against a moving head (a
-running sink): it refreshes, re-plans and retries with backoff until one deadline for the whole run
-(`retry.until_deadline`), so maintenance does not give up while a sink commits every 0.5 s.
+running sink) and retries with backoff until one deadline for the whole run: expiry re-plans on a
+refreshed table (`retry.until_deadline`); the manifest merge and compaction do their heavy work once and
+re-base only a manifest list on each new head (`replace.py`), so an attempt fits between two commits of
+a sink that commits every 0.5 s.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from urllib.parse import urlparse
 from pyarrow import fs as pafs
 from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.manifest import ManifestContent
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.snapshots import ancestors_of
 
 from streamsvc.sinks.iceberg.compaction import (
@@ -30,6 +32,8 @@ from streamsvc.sinks.iceberg.compaction import (
 )
 from streamsvc.sinks.iceberg.faults import FaultHook, no_faults
 from streamsvc.sinks.iceberg.offsets import OFFSETS_PREFIX
+from streamsvc.sinks.iceberg.replace import RebaseCache, commit_rebased
+from streamsvc.sinks.iceberg.replace import merge_manifests as stage_merge
 from streamsvc.sinks.iceberg.retry import until_deadline
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
 
@@ -80,9 +84,7 @@ def maintain(
     )
     report.manifests_before = _manifest_count(table)
     if merge and not dry_run:
-        _, report.attempts["merge"] = until_deadline(
-            lambda: merge_manifests(table), deadline, "merge manifests"
-        )
+        report.attempts["merge"] = merge_manifests(table, deadline)
     if compact_files and not dry_run:
         report.compaction = compact(table, deadline, target_file_size, min_input_files, faults)
         report.attempts["compact"] = report.compaction.attempts
@@ -135,24 +137,19 @@ def expire_snapshots(
     return doomed
 
 
-def merge_manifests(table: Table) -> None:
-    """Rewrite the current snapshot's data manifests into as few as the target size allows.
-
-    pyiceberg has no rewrite-manifests action; a merge-append with no new files and the merge threshold
-    lowered inside the same transaction does the job. The new snapshot copies the head's offsets."""
+def merge_manifests(table: Table, deadline: float) -> int:
+    """Rewrite the current snapshot's data manifests into few, in one `replace` snapshot that copies the
+    head's `streamsvc.*` summary keys (`replace.MergeManifests`); returns the commit attempts (0: nothing
+    to merge)."""
     table.refresh()
-    snap = table.current_snapshot()
-    if snap is None or _manifest_count(table) < 2:
-        return
-    old = table.properties.get("commit.manifest.min-count-to-merge")
-    with table.transaction() as txn:
-        txn.set_properties({"commit.manifest.min-count-to-merge": "2"})
-        with txn.update_snapshot(snapshot_properties=carried_summary(snap)).merge_append():
-            pass
-        if old is None:
-            txn.remove_properties("commit.manifest.min-count-to-merge")
-        else:
-            txn.set_properties({"commit.manifest.min-count-to-merge": old})
+    if table.current_snapshot() is None or _manifest_count(table) < 2:
+        return 0
+    cache = RebaseCache()
+
+    def stage(txn: Transaction) -> None:
+        stage_merge(txn, cache, carried_summary(table.current_snapshot()))
+
+    return commit_rebased(table, stage, cache, deadline, "merge manifests")
 
 
 def _manifest_count(table: Table) -> int:
