@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     k.add_argument("--fresh", action="store_true", help="start: wipe the broker's data first")
     k.set_defaults(func=run)
     lk = dev_sub.add_parser("lake", help="a local S3 (versitygw) + Iceberg REST catalog, on loopback")
-    lk.add_argument("action", choices=["start", "stop", "status", "env"])
+    lk.add_argument("action", choices=["start", "stop", "status", "env", "install"])
     lk.add_argument("--fresh", action="store_true", help="start: wipe the lake's objects and catalog first")
     lk.set_defaults(func=run_lake)
 
@@ -32,8 +32,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_lake(args: argparse.Namespace) -> int:
-    """start/env print `export` lines for a client (sink, Spark, DuckDB) of the local lake."""
+    """start/env print `export` lines for a client (sink, Spark, DuckDB) of the local lake; install only
+    builds versitygw and fetches the REST fixture (CI does it up front)."""
     local = lake.LocalLake.from_env()
+    if args.action == "install":
+        lake.install(local)
+        return 0
     if args.action == "start":
         env = lake.start(local, fresh=args.fresh)
     elif args.action == "env":

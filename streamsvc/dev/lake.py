@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -112,6 +113,11 @@ class LocalLake:
             secret_key=env.get("STREAMSVC_LAKE_SECRET_KEY", DEV_SECRET_KEY),
         )
 
+    @classmethod
+    def ephemeral(cls, home: Path | None = None) -> LocalLake:
+        """A lake on free loopback ports (its own run directory), for a test session or a benchmark."""
+        return cls(home=home or cls.from_env().home, s3_port=_free_port(), rest_port=_free_port())
+
     @property
     def s3_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
@@ -163,6 +169,12 @@ class LocalLake:
             "CATALOG_S3_SECRET__ACCESS__KEY": self.secret_key,
             "CATALOG_CLIENT_REGION": self.region,
         }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _say(msg: str) -> None:
@@ -335,6 +347,13 @@ def _start_rest(lake: LocalLake, wait_s: float) -> None:
     proc = _spawn(lake, "rest-catalog", argv, env)
     _wait(lake, "rest-catalog", proc, _rest_answers, wait_s)
     _say(f"Iceberg REST catalog (fixture {ICEBERG_VERSION}, pid {proc.pid}) at {lake.rest_uri}")
+
+
+def install(lake: LocalLake) -> None:
+    """Build versitygw and fetch + compile the REST fixture, without starting anything."""
+    _say(f"versitygw: {ensure_versitygw(lake)}")
+    rest_classpath(lake)
+    _say(f"Iceberg REST fixture: {lake.rest_dir}")
 
 
 def start(lake: LocalLake, fresh: bool = False, wait_s: float = 120.0) -> dict[str, str]:

@@ -57,7 +57,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def rest_lake() -> Iterator[lake.LocalLake]:
     """A local S3 + Iceberg REST catalog of this test session (own ports and data, removed afterwards)."""
-    local = lake.LocalLake(home=lake.LocalLake.from_env().home, s3_port=free_port(), rest_port=free_port())
+    local = lake.LocalLake.ephemeral()
     try:
         lake.start(local)
     except ConfigError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import orjson
+import pytest
 from pyiceberg.exceptions import NoSuchTableError
 
 from streamsvc.cli import iceberg as iceberg_cli
@@ -60,6 +61,7 @@ def _files(catalog) -> int:  # type: ignore[no-untyped-def]
         return 0
 
 
+@pytest.mark.slow
 def test_compaction_after_200k_rows_of_small_commits_survives_kill_9(
     bootstrap: str, names, catalog_setup, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -129,6 +131,7 @@ def test_compaction_after_200k_rows_of_small_commits_survives_kill_9(
     assert sorted(offset_counts(read_rows(catalog, TABLE)).values()) == [1] * 201_000
 
 
+@pytest.mark.slow
 def test_thirty_maintain_runs_overlapping_a_sink_that_commits_every_half_second(  # type: ignore[no-untyped-def]
     bootstrap: str, names, catalog_setup, tmp_path, monkeypatch, capsys
 ) -> None:
