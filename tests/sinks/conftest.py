@@ -20,14 +20,10 @@ from pyiceberg.catalog import Catalog
 from streamsvc.dev import lake
 from streamsvc.errors import ConfigError
 from streamsvc.sinks.iceberg.catalog import CatalogConfig, load_catalog_config, make_catalog
+from tests.sinks.support import give_up
 from tests.support import ROOT
 
 SCRIPT = ROOT / ".ci" / "postgres.sh"
-
-
-def _give_up():  # type: ignore[no-untyped-def]
-    """In CI every catalog is part of the contract: fail loudly instead of skipping."""
-    return pytest.fail if os.environ.get("CI") else pytest.skip
 
 
 def free_port() -> int:
@@ -39,15 +35,15 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """The SQLAlchemy URL of a throwaway PostgreSQL (skips when no driver or server is available)."""
-    give_up = _give_up()
+    fail = give_up()
     if find_spec("psycopg2") is None:
-        give_up("psycopg2 is not installed (pyiceberg[sql-postgres])")
+        fail("psycopg2 is not installed (pyiceberg[sql-postgres])")
     # A free port of our own, so that another PostgreSQL (or another test run) cannot collide with it.
     env = {**os.environ, "STREAMSVC_PG_PORT": str(free_port())}
     run = functools.partial(subprocess.run, capture_output=True, text=True, env=env)
     started = run(["bash", str(SCRIPT), "start"], timeout=600)
     if started.returncode != 0:
-        give_up(f"cannot start PostgreSQL: {started.stderr[-2000:]}")
+        fail(f"cannot start PostgreSQL: {started.stderr[-2000:]}")
     try:
         yield started.stdout.strip().splitlines()[-1]
     finally:
@@ -62,7 +58,7 @@ def rest_lake() -> Iterator[lake.LocalLake]:
         lake.start(local)
     except ConfigError as exc:
         lake.stop(local)
-        _give_up()(f"cannot start the local lake: {exc}")
+        give_up()(f"cannot start the local lake: {exc}")
     try:
         yield local
     finally:

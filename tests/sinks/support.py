@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pytest
 from pyiceberg.catalog import Catalog
 
 from streamsvc.config import Settings
@@ -19,6 +21,11 @@ from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
 from tests.support import ROOT, ChildProcess
 
 SPEC = str(ROOT / "tests" / "sinks" / "specs" / "events.py")
+
+
+def give_up():  # type: ignore[no-untyped-def]
+    """pytest.skip locally, pytest.fail in CI, where every catalog and engine is part of the contract."""
+    return pytest.fail if os.environ.get("CI") else pytest.skip
 
 
 def sqlite_catalog(tmp: Path) -> tuple[CatalogConfig, Catalog]:

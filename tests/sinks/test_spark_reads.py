@@ -21,8 +21,7 @@ from streamsvc.dev.spark import spark_catalog_conf, spark_jars
 from streamsvc.runtime.worker import Worker
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
 from streamsvc.topology.loader import load_topology
-from tests.sinks.conftest import _give_up
-from tests.sinks.support import SinkThread, read_rows
+from tests.sinks.support import SinkThread, give_up, read_rows
 from tests.sinks.test_cdc import BRONZE, SILVER, Source, spec
 from tests.support import ROOT, produce
 
@@ -40,7 +39,7 @@ COLUMNS = {
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
     if find_spec("pyspark") is None:
-        _give_up()("pyspark is not installed (pip install -e '.[spark]')")
+        give_up()("pyspark is not installed (pip install -e '.[spark]')")
     from pyspark.sql import SparkSession
 
     jars = spark_jars(LocalLake.from_env().home)
