@@ -67,14 +67,18 @@ class RebaseCache:
         self.sequence.clear()
 
 
-class ReplaceFiles(_OverwriteFiles):
-    """Remove `delete_data_file` files and add `append_data_file` files in one `replace` snapshot."""
+class _Rebased:
+    """Mixin for pyiceberg snapshot producers: a `replace` summary (the base class computes the totals
+    under `_base_operation`, which its summary code accepts) and a snapshot id kept in the cache."""
+
+    _base_operation: Operation
+    _snapshot_id: int
 
     def __init__(
         self, transaction: Transaction, cache: RebaseCache, snapshot_properties: dict[str, str]
     ) -> None:
-        super().__init__(
-            operation=Operation.OVERWRITE,  # pyiceberg's summary totals; `_summary` then says replace
+        super().__init__(  # type: ignore[call-arg]
+            operation=self._base_operation,
             transaction=transaction,
             io=transaction._table.io,
             snapshot_properties=snapshot_properties,
@@ -83,10 +87,17 @@ class ReplaceFiles(_OverwriteFiles):
         if cache.snapshot_id is None:
             cache.snapshot_id = self._snapshot_id
         self._snapshot_id = cache.snapshot_id
-        self._kept: list[ManifestFile] = []
 
     def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        return _replace_summary(super()._summary(snapshot_properties))
+        summary: Summary = super()._summary(snapshot_properties)  # type: ignore[misc]
+        return Summary(Operation.REPLACE, **summary.additional_properties)
+
+
+class ReplaceFiles(_Rebased, _OverwriteFiles):
+    """Remove `delete_data_file` files and add `append_data_file` files in one `replace` snapshot."""
+
+    _base_operation = Operation.OVERWRITE
+    _kept: list[ManifestFile]
 
     def _deleted_entries(self) -> list[ManifestEntry]:
         """Called once per attempt before the manifests are written: examines the head (cached)."""
@@ -103,7 +114,7 @@ class ReplaceFiles(_OverwriteFiles):
         ]
 
     def _existing_manifests(self) -> list[ManifestFile]:
-        return self._kept
+        return self._kept  # computed by `_deleted_entries`, which pyiceberg calls first
 
     def _examine_head(self) -> list[ManifestFile]:
         head = self._transaction.table_metadata.snapshot_by_name(self._target_branch)
@@ -145,10 +156,6 @@ class ReplaceFiles(_OverwriteFiles):
         return _new_manifest(self, manifest.partition_spec_id, rest)
 
 
-def _replace_summary(summary: Summary) -> Summary:
-    return Summary(Operation.REPLACE, **summary.additional_properties)
-
-
 def _new_manifest(
     producer: _FastAppendFiles | ReplaceFiles, spec_id: int, entries: list[ManifestEntry]
 ) -> ManifestFile:
@@ -176,25 +183,10 @@ def _new_manifest(
     return writer.to_manifest_file()
 
 
-class MergeManifests(_FastAppendFiles):
+class MergeManifests(_Rebased, _FastAppendFiles):
     """Rewrite the head's data manifests into few (no data change) in one `replace` snapshot."""
 
-    def __init__(
-        self, transaction: Transaction, cache: RebaseCache, snapshot_properties: dict[str, str]
-    ) -> None:
-        super().__init__(
-            operation=Operation.APPEND,  # pyiceberg's summary code; `_summary` then says replace
-            transaction=transaction,
-            io=transaction._table.io,
-            snapshot_properties=snapshot_properties,
-        )
-        self._cache = cache
-        if cache.snapshot_id is None:
-            cache.snapshot_id = self._snapshot_id
-        self._snapshot_id = cache.snapshot_id
-
-    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        return _replace_summary(super()._summary(snapshot_properties))
+    _base_operation = Operation.APPEND
 
     def _existing_manifests(self) -> list[ManifestFile]:
         head = self._transaction.table_metadata.snapshot_by_name(self._target_branch)
