@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamsvc.dev import jvm
 from streamsvc.errors import ConfigError
 
 KAFKA_VERSION = "4.1.1"
@@ -110,26 +111,11 @@ def _classpath(k: LocalKafka) -> str:
 
 def _fetch_jars(k: LocalKafka) -> None:
     k.libs.mkdir(parents=True, exist_ok=True)
-    mvn = shutil.which("mvn")
-    if mvn:
+    if shutil.which("mvn"):
         artifact = f"org.apache.kafka:kafka_{SCALA_VERSION}:{k.version}"
         _say(f"resolving {artifact} from Maven Central (first run only)")
-        build = k.libs.parent / "resolve"
-        build.mkdir(exist_ok=True)
-        (build / "pom.xml").write_text(_POM.format(scala=SCALA_VERSION, kafka=k.version, log4j=LOG4J_VERSION))
-        cmd = [
-            mvn,
-            "-q",
-            "-B",
-            "-f",
-            str(build / "pom.xml"),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={k.libs}",
-            "-DincludeScope=runtime",
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise ConfigError(f"mvn could not resolve the Kafka jars:\n{done.stdout}\n{done.stderr}")
+        pom = _POM.format(scala=SCALA_VERSION, kafka=k.version, log4j=LOG4J_VERSION)
+        jvm.maven_copy_dependencies(pom, k.libs.parent / "resolve", k.libs)
         return
     url = TARBALL_URL.format(v=k.version, s=SCALA_VERSION)
     _say(f"mvn not found; downloading the Apache release {url}")
@@ -144,11 +130,7 @@ def _fetch_jars(k: LocalKafka) -> None:
 
 
 def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not java:
-        raise ConfigError("Java 17+ is needed to run the local Kafka broker; install a JDK or set JAVA_HOME")
-    return java
+    return jvm.java_executable()
 
 
 def _server_properties(k: LocalKafka) -> str:
@@ -180,8 +162,7 @@ def _server_properties(k: LocalKafka) -> str:
 
 
 def _port_taken(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    return jvm.port_taken(port)
 
 
 def _cluster_id() -> str:
@@ -193,12 +174,7 @@ def _cluster_id() -> str:
 
 
 def running_pid(k: LocalKafka) -> int | None:
-    try:
-        pid = int(k.pid_file.read_text().strip())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-        return None
+    return jvm.read_pid(k.pid_file)
 
 
 def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
