@@ -4,7 +4,8 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint kafka-start kafka-stop registry-start registry-stop bench
+.PHONY: install demo test test-all lint kafka-start kafka-stop registry-start registry-stop lake-install lake-start \
+	lake-stop spark-install bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +27,18 @@ registry-start: $(STAMP)
 registry-stop:
 	@if [ -x $(BIN)/streamsvc ]; then $(BIN)/streamsvc dev registry stop; fi
 
+lake-install: $(STAMP)   # build versitygw, fetch the Iceberg REST fixture jars (first run: minutes)
+	$(BIN)/streamsvc dev lake install
+
+lake-start: $(STAMP)
+	$(BIN)/streamsvc dev lake start
+
+lake-stop:
+	@if [ -x $(BIN)/streamsvc ]; then $(BIN)/streamsvc dev lake stop; fi
+
+spark-install: $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,spark]'
+
 demo: kafka-start
 	$(BIN)/streamsvc --log-level warning demo
 
@@ -33,13 +46,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check streamsvc tests topologies bench
 	$(BIN)/mypy
 
-# The default suite; the slow ones (fault matrices, deployment tools) run in `test-all`, which CI runs.
-SLOW_MARKERS := chaos or ops
+# The default suite. The slow suites (fault matrices, deployment tools, compaction and maintenance
+# races, Spark reads) run in `test-all`, which is what CI runs.
+SLOW_MARKERS := chaos or ops or slow or spark
 
 test: lint kafka-start registry-start
 	$(BIN)/python -m pytest -q --durations=10 -m "not ($(SLOW_MARKERS))"
 
-test-all: lint kafka-start registry-start
+test-all: lint kafka-start registry-start lake-install spark-install
 	$(BIN)/python -m pytest -q --durations=25
 
 bench: kafka-start

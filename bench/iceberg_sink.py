@@ -1,14 +1,18 @@
 """Benchmark: Kafka -> Iceberg through the exactly-once sink vs a raw pyiceberg append, same rows, one run.
 
-    .venv/bin/python bench/iceberg_sink.py --records 200000
-    .venv/bin/python bench/iceberg_sink.py --latency-commits 500      # commit latency, maintenance on/off
+    .venv/bin/python -m bench.iceberg_sink --records 200000                       # SQLite
+    .venv/bin/python -m bench.iceberg_sink --records 200000 --catalogs sqlite,rest  # + REST + S3
+    .venv/bin/python -m bench.iceberg_sink --latency-commits 500      # commit latency, maintenance on/off
 
-Throughput mode pre-loads JSON events into a fresh topic on the local broker, runs
-`python -m streamsvc.cli.iceberg sink ... --until-caught-up` in a child process (SQLite catalog, local
-warehouse, commit on size every `--commit-rows`), then appends the very rows the sink wrote (read back
-into memory as one Arrow table) to a fresh table with plain `Table.append` in batches of the same size:
-the limit of pyiceberg on this machine. The sink is reported over the child's whole life (start-up and
-group join included) and over its steady state (first to last snapshot, rows after the first commit).
+Throughput mode pre-loads JSON events into a fresh topic on the local broker and measures, one child
+process after the other on the same data: the raw confluent-kafka consume-and-discard rate (the limit of
+any sink that must consume), then per catalog (`sqlite`: SQL catalog + local warehouse; `rest`: the
+Iceberg REST fixture + versitygw S3 of `streamsvc dev lake`, started for the run on free ports)
+`python -m streamsvc.cli.iceberg sink ... --until-caught-up` (commit on size every `--commit-rows`), and
+a plain `Table.append` of the very rows the sink wrote (read back into memory) to a fresh table in
+batches of the same size: the limit of pyiceberg with that catalog. The sink is reported over the
+child's whole life (start-up and group join included) and over its steady state (first to last
+snapshot, rows after the first commit).
 
 Latency mode runs the agent in-process over `--latency-commits` commits of `--latency-rows` rows, once
 with in-agent maintenance every `--maintain-every` commits and once without, and reports the median
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,12 +37,13 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Producer
 
+from bench.passthrough import run_raw_consume
 from streamsvc.config import Settings
-from streamsvc.dev import kafka
+from streamsvc.dev import kafka, lake
 from streamsvc.observability.logging import configure_logging
 from streamsvc.runtime.topics import admin_client, delete_topics, ensure_topics
 from streamsvc.sinks.iceberg.agent import IcebergSinkAgent
-from streamsvc.sinks.iceberg.catalog import CatalogConfig, make_catalog
+from streamsvc.sinks.iceberg.catalog import CatalogConfig, config_env, load_catalog_config, make_catalog
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,19 +83,19 @@ def catalog_config(tmp: Path) -> CatalogConfig:
     return CatalogConfig(uri=f"sqlite:///{tmp / 'catalog.db'}", warehouse=(tmp / "warehouse").as_uri())
 
 
-def run_sink(bootstrap: str, topic: str, tmp: Path, commit_rows: int) -> tuple[float, float, int]:
+def run_sink(
+    bootstrap: str, topic: str, tmp: Path, config: CatalogConfig, commit_rows: int
+) -> tuple[float, float, int]:
     """(wall seconds, steady-state seconds, steady-state rows) of the sink child process."""
     spec = tmp / "bench_spec.py"
     spec.write_text(SPEC)
-    config = catalog_config(tmp)
     env = {
         **os.environ,
+        **config_env(config),
         "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap,
         "STREAMSVC_APP_ID": f"bench-{uuid.uuid4().hex[:8]}",
         "STREAMSVC_TOPIC_BENCH": topic,
         "STREAMSVC_BATCH_SIZE": "5000",
-        "STREAMSVC_ICEBERG_URI": config.uri,
-        "STREAMSVC_ICEBERG_WAREHOUSE": config.warehouse,
         "BENCH_COMMIT_ROWS": str(commit_rows),
     }
     started = time.perf_counter()
@@ -109,9 +115,9 @@ def run_sink(bootstrap: str, topic: str, tmp: Path, commit_rows: int) -> tuple[f
     return wall, steady_s, steady_rows
 
 
-def raw_append(tmp: Path, batch_rows: int) -> tuple[int, float, int]:
+def raw_append(config: CatalogConfig, batch_rows: int) -> tuple[int, float, int]:
     """Append the rows the sink wrote to a fresh table in `batch_rows` batches: (rows, seconds, commits)."""
-    catalog = make_catalog(catalog_config(tmp))
+    catalog = make_catalog(config)
     rows = catalog.load_table("bench.events").scan().to_arrow().combine_chunks()
     catalog.create_namespace_if_not_exists("raw")
     table = catalog.create_table("raw.events", rows.schema)
@@ -122,31 +128,57 @@ def raw_append(tmp: Path, batch_rows: int) -> tuple[int, float, int]:
     return rows.num_rows, time.perf_counter() - started, len(batches)
 
 
+def measure_catalog(
+    name: str, config: CatalogConfig, bootstrap: str, topic: str, tmp: Path, args: argparse.Namespace
+) -> list[tuple[str, int, float]]:
+    """(row label, rows, seconds) of the sink and the raw append on one catalog."""
+    wall, steady_s, steady_rows = run_sink(bootstrap, topic, tmp, config, args.commit_rows)
+    n, raw_s, commits = raw_append(config, args.commit_rows)
+    if n != args.records:
+        raise SystemExit(f"{name}: the sink wrote {n} rows, expected {args.records}")
+    out = [(f"sink on {name}, whole child process (start-up, group join)", n, wall)]
+    if steady_s > 0:
+        out.append((f"sink on {name}, steady state (1st -> last snapshot)", steady_rows, steady_s))
+    out.append((f"raw pyiceberg append on {name} ({commits} x {args.commit_rows} rows, in memory)", n, raw_s))
+    return out
+
+
 def throughput(args: argparse.Namespace, bootstrap: str) -> None:
     admin = admin_client(bootstrap)
     topic = f"bench.iceberg.{uuid.uuid4().hex[:8]}"
     ensure_topics(admin, {topic: args.partitions})
+    catalogs = [c.strip() for c in args.catalogs.split(",") if c.strip()]
+    rest_lake = lake.LocalLake.ephemeral() if "rest" in catalogs else None
+    rows: list[tuple[str, int, float]] = []
     try:
         t0 = time.perf_counter()
         preload(bootstrap, topic, args.records)
         print(f"pre-loaded {args.records} records in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        with tempfile.TemporaryDirectory(prefix="bench-iceberg-") as d:
-            tmp = Path(d)
-            wall, steady_s, steady_rows = run_sink(bootstrap, topic, tmp, args.commit_rows)
-            n, raw_s, commits = raw_append(tmp, args.commit_rows)
+        raw = run_raw_consume(bootstrap, topic, args.records, 5000)
+        rows.append(("raw consume-and-discard of the same topic (the limit)", raw.records, raw.active_s))
+        if rest_lake is not None:
+            lake.start(rest_lake)
+        for name in catalogs:
+            with tempfile.TemporaryDirectory(prefix="bench-iceberg-") as d:
+                if name == "sqlite":
+                    config = catalog_config(Path(d))
+                elif name == "rest" and rest_lake is not None:
+                    config = load_catalog_config(env=rest_lake.client_env())
+                else:
+                    raise SystemExit(f"unknown catalog {name!r}: use sqlite, rest")
+                rows += measure_catalog(
+                    name if name == "sqlite" else "REST + S3", config, bootstrap, topic, Path(d), args
+                )
     finally:
         delete_topics(admin, [topic, f"{topic}.dlq"])
-    if n != args.records:
-        raise SystemExit(f"the sink wrote {n} rows, expected {args.records}")
+        if rest_lake is not None:
+            lake.stop(rest_lake)
+            shutil.rmtree(rest_lake.run_dir, ignore_errors=True)
     print(f"\n`{' '.join(sys.argv)}` ({args.partitions} partitions, commit every {args.commit_rows} rows)\n")
     print("| path | rows | seconds | rows/s |")
     print("| --- | ---: | ---: | ---: |")
-    print(f"| sink, whole child process (start-up, group join) | {n} | {wall:.2f} | {n / wall:,.0f} |")
-    if steady_s > 0:
-        print(f"| sink, steady state (1st -> last snapshot) | {steady_rows} | {steady_s:.2f} | "
-              f"{steady_rows / steady_s:,.0f} |")  # fmt: skip
-    print(f"| raw pyiceberg append ({commits} x {args.commit_rows} rows, in memory) | {n} | {raw_s:.2f} | "
-          f"{n / raw_s:,.0f} |")  # fmt: skip
+    for label, n, seconds in rows:
+        print(f"| {label} | {n} | {seconds:.2f} | {n / seconds:,.0f} |")
 
 
 def latency_run(
@@ -207,6 +239,7 @@ def main() -> None:
     p.add_argument("--records", type=int, default=200_000)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--commit-rows", type=int, default=50_000)
+    p.add_argument("--catalogs", default="sqlite", help="comma-separated: sqlite, rest (REST + S3 lake)")
     p.add_argument("--latency-commits", type=int, default=0, help="run the commit-latency mode instead")
     p.add_argument("--latency-rows", type=int, default=20)
     p.add_argument("--maintain-every", type=int, default=50)

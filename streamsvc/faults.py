@@ -15,7 +15,9 @@ Points of the stream agent: `before_produce`, `after_produce`, `before_flush_sta
 `revoke` (inside the revoke callback). Iceberg sink: `before_dead_letters` (DLQ transaction open,
 nothing written), `before_write` (DLQ records flushed), `after_write` (data files written, catalog not
 yet committed), `after_catalog_commit` (catalog committed, DLQ transaction not yet), `after_commit`,
-`revoke`; silver merge: `merge_after_delete`, `merge_before_commit`, `merge_after_commit`.
+`revoke`; silver merge: `merge_after_delete`, `merge_before_commit`, `merge_after_commit`; compaction
+(`iceberg maintain --compact`): `compact_after_write` (new files written, not committed),
+`compact_after_commit`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ SINK_POINTS = (
     "merge_after_delete",
     "merge_before_commit",
     "merge_after_commit",
+    "compact_after_write",
+    "compact_after_commit",
 )
 POINTS = tuple(dict.fromkeys(STREAM_POINTS + SINK_POINTS))
 KINDS = ("kill", "raise", "abortable", "retriable", "fatal", "pause")

@@ -1,10 +1,11 @@
-"""`streamsvc dev ...`: development helpers (the local Kafka broker and schema registry)."""
+"""`streamsvc dev ...`: development helpers: the local Kafka broker, schema registry, and S3 + Iceberg
+REST lake."""
 
 from __future__ import annotations
 
 import argparse
 
-from streamsvc.dev import kafka, registry
+from streamsvc.dev import kafka, lake, registry
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +24,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     r.add_argument("action", choices=["start", "stop", "status"])
     r.set_defaults(func=run_registry)
+
+    lk = dev_sub.add_parser("lake", help="a local S3 (versitygw) + Iceberg REST catalog, on loopback")
+    lk.add_argument("action", choices=["start", "stop", "status", "env", "install"])
+    lk.add_argument("--fresh", action="store_true", help="start: wipe the lake's objects and catalog first")
+    lk.set_defaults(func=run_lake)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,3 +51,23 @@ def run_registry(args: argparse.Namespace) -> int:
         registry.stop(local)
         return 0
     return 0 if registry.status(local) else 3
+
+def run_lake(args: argparse.Namespace) -> int:
+    """start/env print `export` lines for a client (sink, Spark, DuckDB) of the local lake; install only
+    builds versitygw and fetches the REST fixture (CI does it up front)."""
+    local = lake.LocalLake.from_env()
+    if args.action == "install":
+        lake.install(local)
+        return 0
+    if args.action == "start":
+        env = lake.start(local, fresh=args.fresh)
+    elif args.action == "env":
+        env = local.client_env()
+    elif args.action == "stop":
+        lake.stop(local)
+        return 0
+    else:
+        return 0 if lake.status(local) else 3
+    for key, value in env.items():
+        print(f"export {key}={value}")
+    return 0

@@ -99,6 +99,37 @@ def maven_artifact(coordinates: str, dest: Path) -> Path:
     return target
 
 
+def java_tool(tool: str, min_version: int = 17, needed_for: str = "the dev stack") -> str:
+    """A JDK tool (`java`, `javac`) of a Java >= `min_version`, beside the `java` `find_java` picks."""
+    java, _ = find_java(min_version, needed_for)
+    sibling = Path(java).with_name(tool)
+    if sibling.exists():
+        return str(sibling)
+    found = shutil.which(tool)
+    if not found:
+        raise ConfigError(
+            f"{tool} (a JDK {min_version}+) is needed for {needed_for}; install one or set JAVA_HOME"
+        )
+    return found
+
+
+def maven_copy_dependencies(pom: str, build_dir: Path, out_dir: Path) -> None:
+    """Resolve the runtime dependencies of `pom` (XML text) from Maven Central into `out_dir`."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / "pom.xml").write_text(pom)
+    run_mvn(
+        [
+            "-f",
+            str(build_dir / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={out_dir}",
+            "-DincludeScope=runtime",
+        ],
+        f"the dependencies of {build_dir / 'pom.xml'}",
+    )
+
+
 def port_taken(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) == 0

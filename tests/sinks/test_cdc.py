@@ -7,7 +7,6 @@ import random
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,10 +14,10 @@ from pyiceberg.catalog import Catalog
 
 from streamsvc.config import Settings
 from streamsvc.serde.debezium import DebeziumSerde
-from streamsvc.sinks.iceberg.catalog import CatalogConfig
+from streamsvc.sinks.iceberg.catalog import CatalogConfig, config_env
 from streamsvc.sinks.iceberg.merge import SilverMerger, merge_key, read_position
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
-from tests.sinks.support import SinkThread, catalog_env, offset_counts, read_rows, sqlite_catalog
+from tests.sinks.support import SinkThread, offset_counts, read_rows
 from tests.support import ROOT, produce
 
 PARTITIONS = 3
@@ -127,7 +126,7 @@ def _merge_process(config: CatalogConfig, env: dict[str, str], kill_at: str | No
     extra = {"STREAMSVC_FAULTS": f"{kill_at}:kill"} if kill_at else {}
     proc = subprocess.run(
         [sys.executable, "-m", "streamsvc.cli.iceberg", "merge", CDC_SPEC],
-        env={**os.environ, **catalog_env(config), **env, **extra},
+        env={**os.environ, **config_env(config), **env, **extra},
         cwd=ROOT,
         capture_output=True,
         timeout=120,
@@ -136,10 +135,10 @@ def _merge_process(config: CatalogConfig, env: dict[str, str], kill_at: str | No
     return proc.returncode
 
 
-def test_merge_crash_leaves_silver_correct(bootstrap: str, names, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_merge_crash_leaves_silver_correct(bootstrap: str, names, catalog_setup) -> None:  # type: ignore[no-untyped-def]
     topic = names.topic("customers", PARTITIONS)
     names.track(f"{topic}.dlq")
-    config, catalog = sqlite_catalog(tmp_path)
+    config, catalog = catalog_setup
     app = names("app")
     settings = Settings(bootstrap_servers=bootstrap, app_id=app, instance_id="k", topics={"customers": topic})
     env = {

@@ -6,22 +6,14 @@ import functools
 import random
 import threading
 import time
-from pathlib import Path
 
 from streamsvc.config import Settings
 from streamsvc.runtime.topics import admin_client, end_offsets
 from streamsvc.sinks.iceberg import metrics as im
+from streamsvc.sinks.iceberg.catalog import config_env
 from streamsvc.sinks.iceberg.offsets import read_offsets
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
-from tests.sinks.support import (
-    SinkProcess,
-    SinkThread,
-    catalog_env,
-    events,
-    offset_counts,
-    read_rows,
-    sqlite_catalog,
-)
+from tests.sinks.support import SinkProcess, SinkThread, events, offset_counts, read_rows
 from tests.support import produce, wait_for
 
 PARTITIONS = 4
@@ -38,14 +30,14 @@ def _progressed(catalog, group: str, topic: str, before: int) -> bool:  # type: 
     return _held(catalog, "sink.events", group, topic) > before
 
 
-def test_sigkill_at_commit_points_and_random_moments(bootstrap: str, names, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_at_commit_points_and_random_moments(bootstrap: str, names, catalog_setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
     topic = names.topic("events", PARTITIONS)
     names.track(f"{topic}.dlq")
     app = names("app")
     group = f"{app}.events"
-    config, catalog = sqlite_catalog(tmp_path)
+    config, catalog = catalog_setup
     env = {
-        **catalog_env(config),
+        **config_env(config),
         "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap,
         "STREAMSVC_APP_ID": app,
         "STREAMSVC_INSTANCE_ID": "crash-0",

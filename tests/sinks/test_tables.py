@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import orjson
 
@@ -11,7 +10,7 @@ from streamsvc.config import Settings
 from streamsvc.sinks.iceberg.maintenance import maintain
 from streamsvc.sinks.iceberg.offsets import read_offsets
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
-from tests.sinks.support import SinkThread, events, offset_counts, read_rows, sqlite_catalog
+from tests.sinks.support import SinkThread, events, offset_counts, read_rows
 from tests.support import produce
 
 
@@ -50,10 +49,10 @@ def test_partitioned_table_evolves_with_a_new_optional_field(bootstrap: str, nam
     assert {f["region"] for f in files} == {"r0", "r1", "r2", "r9"}
 
 
-def test_maintenance_expires_snapshots_and_keeps_offsets(bootstrap: str, names, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_maintenance_expires_snapshots_and_keeps_offsets(bootstrap: str, names, catalog_setup) -> None:  # type: ignore[no-untyped-def]
     topic = names.topic("events", 1)
     names.track(f"{topic}.dlq")
-    config, catalog = sqlite_catalog(tmp_path)
+    config, catalog = catalog_setup
     app = names("app")
     settings = Settings(
         bootstrap_servers=bootstrap, app_id=app, instance_id="m", topics={"events": topic}, batch_size=50
@@ -64,7 +63,8 @@ def test_maintenance_expires_snapshots_and_keeps_offsets(bootstrap: str, names, 
     table = catalog.load_table("sink.events")
     before = read_offsets(table, f"{app}.events", topic)
     assert len(table.snapshots()) >= 20
-    (Path(table.location().removeprefix("file://")) / "data" / "stray.parquet").write_bytes(b"x")
+    with table.io.new_output(f"{table.location()}/data/stray.parquet").create() as out:
+        out.write(b"x")
 
     report = maintain(table, older_than=timedelta(0), retain_last=3, orphans_older_than=timedelta(0))
     table = catalog.load_table("sink.events")
@@ -79,10 +79,10 @@ def test_maintenance_expires_snapshots_and_keeps_offsets(bootstrap: str, names, 
     assert sorted(offset_counts(read_rows(catalog, "sink.events")).values()) == [1] * 1100
 
 
-def test_in_agent_maintenance_bounds_snapshots(bootstrap: str, names, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_in_agent_maintenance_bounds_snapshots(bootstrap: str, names, catalog_setup) -> None:  # type: ignore[no-untyped-def]
     topic = names.topic("events", 1)
     names.track(f"{topic}.dlq")
-    config, catalog = sqlite_catalog(tmp_path)
+    config, catalog = catalog_setup
     app = names("app")
     settings = Settings(
         bootstrap_servers=bootstrap, app_id=app, instance_id="m", topics={"events": topic}, batch_size=25

@@ -16,7 +16,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -42,7 +41,7 @@ from streamsvc.serde.base import SerdeContext
 from streamsvc.serde.debezium import ChangeRecord
 from streamsvc.sinks.iceberg import metrics as im
 from streamsvc.sinks.iceberg.dead_letters import SinkDeadLetters
-from streamsvc.sinks.iceberg.maintenance import maintain
+from streamsvc.sinks.iceberg.maintenance import maintain_in_agent
 from streamsvc.sinks.iceberg.merge import MergeReport, SilverMerger
 from streamsvc.sinks.iceberg.rows import BatchBuilder, Meta, cdc_row, concat, meta_schema
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
@@ -379,12 +378,7 @@ class IcebergTask(Task):
             return
         started = time.perf_counter()
         try:
-            report = maintain(
-                table,
-                older_than=timedelta(seconds=self.spec.maintain_older_than_s),
-                retain_last=self.spec.maintain_retain_last,
-                orphans_older_than=None,
-            )
+            report = maintain_in_agent(table, self.spec)
         except Exception as exc:
             self.log.warning("iceberg_maintenance_failed", error=repr(exc))
             return

@@ -11,7 +11,13 @@ variables (later wins):
     [iceberg.properties]                  # passed to pyiceberg (credentials, s3.endpoint, ...)
 
 Without a `uri` the SQL catalog is SQLite at `$STREAMSVC_HOME/iceberg/catalog.db` with the warehouse at
-`$STREAMSVC_HOME/iceberg/warehouse` (`STREAMSVC_HOME` defaults to `~/.cache/streamsvc`).
+`$STREAMSVC_HOME/iceberg/warehouse` (`STREAMSVC_HOME` defaults to `~/.cache/streamsvc`). A `postgresql+...`
+uri selects the SQL catalog on PostgreSQL.
+
+Credentials come from the environment, never from the file: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+`AWS_SESSION_TOKEN` and `AWS_REGION` become the `s3.*` FileIO properties, `STREAMSVC_ICEBERG_S3_ENDPOINT`
+is `s3.endpoint` (an S3-compatible store), and a REST catalog's `STREAMSVC_ICEBERG_TOKEN` (bearer token) or
+`STREAMSVC_ICEBERG_CREDENTIAL` (OAuth2 `client_id:client_secret`) become `token` / `credential`.
 """
 
 from __future__ import annotations
@@ -65,6 +71,16 @@ _ENV = {
     "uri": "STREAMSVC_ICEBERG_URI",
     "warehouse": "STREAMSVC_ICEBERG_WAREHOUSE",
 }
+# Environment variables that become pyiceberg catalog/FileIO properties (credentials stay out of files).
+PROPERTY_ENV = {
+    "s3.endpoint": "STREAMSVC_ICEBERG_S3_ENDPOINT",
+    "s3.access-key-id": "AWS_ACCESS_KEY_ID",
+    "s3.secret-access-key": "AWS_SECRET_ACCESS_KEY",
+    "s3.session-token": "AWS_SESSION_TOKEN",
+    "s3.region": "AWS_REGION",
+    "token": "STREAMSVC_ICEBERG_TOKEN",
+    "credential": "STREAMSVC_ICEBERG_CREDENTIAL",
+}
 
 
 def load_catalog_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> CatalogConfig:
@@ -94,7 +110,19 @@ def load_catalog_config(path: str | Path | None = None, env: dict[str, str] | No
     for key, var in _ENV.items():
         if env.get(var):
             values[key] = env[var]
+    for prop, var in PROPERTY_ENV.items():
+        if env.get(var):
+            props[prop] = env[var]
     return CatalogConfig(**values, properties=props).resolved(streamsvc_home(env))
+
+
+def config_env(config: CatalogConfig) -> dict[str, str]:
+    """The environment that makes `load_catalog_config` in another process return `config`."""
+    env = {var: str(getattr(config, key)) for key, var in _ENV.items() if getattr(config, key)}
+    unknown = sorted(set(config.properties) - set(PROPERTY_ENV))
+    if unknown:
+        raise ConfigError(f"catalog properties {unknown} have no environment variable; use a config file")
+    return env | {PROPERTY_ENV[k]: v for k, v in config.properties.items()}
 
 
 def make_catalog(config: CatalogConfig) -> Catalog:

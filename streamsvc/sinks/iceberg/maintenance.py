@@ -1,9 +1,13 @@
-"""Table maintenance for sink tables: expire snapshots, merge manifests, sweep orphan files.
+"""Table maintenance for sink tables: expire snapshots, merge manifests, compact small files, sweep orphans.
 
 Commit latency grows with the number of snapshots and manifests (BRIEF §3.7), so long-running sinks need
 this regularly. Offsets survive: they are mirrored in table properties, the newest snapshot carrying each
-`streamsvc.offsets.*` key is never expired, and the manifest-merge snapshot copies the offsets of the
-snapshot it replaces as head.
+`streamsvc.offsets.*` key is never expired, and the manifest-merge and compaction snapshots copy the
+`streamsvc.*` summary keys of the head they are built on. Every step commits against a moving head (a
+running sink) and retries with backoff until one deadline for the whole run: expiry re-plans on a
+refreshed table (`retry.until_deadline`); the manifest merge and compaction do their heavy work once and
+re-base only a manifest list on each new head (`replace.py`), so an attempt fits between two commits of
+a sink that commits every 0.5 s.
 """
 
 from __future__ import annotations
@@ -15,12 +19,26 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pyarrow import fs as pafs
-from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.manifest import ManifestContent
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.snapshots import ancestors_of
 
-from streamsvc.sinks.iceberg.offsets import COMMIT_ID, OFFSETS_PREFIX, WRITER
+from streamsvc.faults import FaultHook, no_faults
+from streamsvc.sinks.iceberg.compaction import (
+    DEFAULT_MIN_INPUT_FILES,
+    CompactionReport,
+    carried_summary,
+    compact,
+)
+from streamsvc.sinks.iceberg.offsets import OFFSETS_PREFIX
+from streamsvc.sinks.iceberg.replace import RebaseCache, commit_rebased
+from streamsvc.sinks.iceberg.replace import merge_manifests as stage_merge
+from streamsvc.sinks.iceberg.retry import until_deadline
+from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
+
+DEFAULT_DEADLINE_S = 300.0
+IN_AGENT_DEADLINE_S = 60.0
 
 
 @dataclass
@@ -31,7 +49,10 @@ class MaintenanceReport:
     snapshots_expired: list[int] = field(default_factory=list)
     manifests_before: int = 0
     manifests_after: int = 0
+    compaction: CompactionReport | None = None
     orphans_deleted: list[str] = field(default_factory=list)
+    attempts: dict[str, int] = field(default_factory=dict)  # commit attempts per step
+    seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,28 +65,47 @@ def maintain(
     merge: bool = True,
     orphans_older_than: timedelta | None = timedelta(hours=72),
     dry_run: bool = False,
+    compact_files: bool = False,
+    target_file_size: int | None = None,
+    min_input_files: int = DEFAULT_MIN_INPUT_FILES,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    faults: FaultHook = no_faults,
 ) -> MaintenanceReport:
-    """Expire, merge, then sweep orphans; each step retries on a concurrent commit."""
+    """Expire, merge manifests, compact small files (`compact_files`), then sweep orphans.
+
+    Every committing step re-plans and retries on a concurrent commit until `deadline_s` after the start
+    (then `retry.MaintenanceTimeout`). Compaction runs after the manifest merge (fewer manifests to rewrite
+    per attempt) and before the sweep; `dry_run` only reports expiry and orphans."""
+    started = time.monotonic()
+    deadline = started + deadline_s
     report = MaintenanceReport(snapshots_before=len(table.snapshots()))
-    report.snapshots_expired = _retry(lambda: expire_snapshots(table, older_than, retain_last, dry_run))
+    report.snapshots_expired, report.attempts["expire"] = until_deadline(
+        lambda: expire_snapshots(table, older_than, retain_last, dry_run), deadline, "expire snapshots"
+    )
     report.manifests_before = _manifest_count(table)
     if merge and not dry_run:
-        _retry(lambda: merge_manifests(table))
+        report.attempts["merge"] = merge_manifests(table, deadline)
+    if compact_files and not dry_run:
+        report.compaction = compact(table, deadline, target_file_size, min_input_files, faults)
+        report.attempts["compact"] = report.compaction.attempts
     report.manifests_after = _manifest_count(table)
     if orphans_older_than is not None:
         report.orphans_deleted = sweep_orphans(table, orphans_older_than, dry_run)
+    report.seconds = round(time.monotonic() - started, 3)
     return report
 
 
-def _retry(fn: Any, attempts: int = 10) -> Any:
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except CommitFailedException:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    return None
+def maintain_in_agent(table: Table, spec: IcebergSinkSpec) -> MaintenanceReport:
+    """The sink agent's periodic maintenance (`maintain_every_commits`): expire + merge manifests, and
+    compaction when `spec.maintain_compact`; no orphan sweep (files of other writers' commits in flight)."""
+    return maintain(
+        table,
+        older_than=timedelta(seconds=spec.maintain_older_than_s),
+        retain_last=spec.maintain_retain_last,
+        orphans_older_than=None,
+        compact_files=spec.maintain_compact,
+        deadline_s=IN_AGENT_DEADLINE_S,
+    )
 
 
 def expire_snapshots(
@@ -97,29 +137,19 @@ def expire_snapshots(
     return doomed
 
 
-def merge_manifests(table: Table) -> None:
-    """Rewrite the current snapshot's data manifests into as few as the target size allows.
-
-    pyiceberg has no rewrite-manifests action; a merge-append with no new files and the merge threshold
-    lowered inside the same transaction does the job. The new snapshot copies the head's offsets."""
+def merge_manifests(table: Table, deadline: float) -> int:
+    """Rewrite the current snapshot's data manifests into few, in one `replace` snapshot that copies the
+    head's `streamsvc.*` summary keys (`replace.MergeManifests`); returns the commit attempts (0: nothing
+    to merge)."""
     table.refresh()
-    snap = table.current_snapshot()
-    if snap is None or _manifest_count(table) < 2:
-        return
-    carried = {
-        k: v
-        for k, v in (snap.summary.additional_properties if snap.summary else {}).items()
-        if k.startswith(OFFSETS_PREFIX) or k in (COMMIT_ID, WRITER)
-    }
-    old = table.properties.get("commit.manifest.min-count-to-merge")
-    with table.transaction() as txn:
-        txn.set_properties({"commit.manifest.min-count-to-merge": "2"})
-        with txn.update_snapshot(snapshot_properties=carried).merge_append():
-            pass
-        if old is None:
-            txn.remove_properties("commit.manifest.min-count-to-merge")
-        else:
-            txn.set_properties({"commit.manifest.min-count-to-merge": old})
+    if table.current_snapshot() is None or _manifest_count(table) < 2:
+        return 0
+    cache = RebaseCache()
+
+    def stage(txn: Transaction) -> None:
+        stage_merge(txn, cache, carried_summary(table.current_snapshot()))
+
+    return commit_rebased(table, stage, cache, deadline, "merge manifests")
 
 
 def _manifest_count(table: Table) -> int:
@@ -128,7 +158,9 @@ def _manifest_count(table: Table) -> int:
 
 
 def referenced_files(table: Table) -> set[str]:
-    """Every file some retained snapshot or metadata version points at."""
+    """Every file some retained snapshot or metadata version points at. Data files count when a retained
+    snapshot still reads them (an entry marked deleted by a replace or overwrite does not keep its file:
+    any retained snapshot that reads the file lists it as added or existing)."""
     refs = {table.metadata_location, *(e.metadata_file for e in table.metadata.metadata_log)}
     refs |= {s.statistics_path for s in table.metadata.statistics}
     for snap in table.snapshots():
@@ -136,7 +168,7 @@ def referenced_files(table: Table) -> set[str]:
         for manifest in snap.manifests(table.io):
             refs.add(manifest.manifest_path)
             if manifest.content == ManifestContent.DATA or manifest.content == ManifestContent.DELETES:
-                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
                     refs.add(entry.data_file.file_path)
     return {_path(r) for r in refs}
 
@@ -145,7 +177,7 @@ def sweep_orphans(table: Table, older_than: timedelta, dry_run: bool = False) ->
     """Delete files under the table location that nothing references and that are older than
     `older_than` (young files may belong to a commit in flight)."""
     table.refresh()
-    filesystem, root = pafs.FileSystem.from_uri(table.location())
+    filesystem, root = table_filesystem(table)
     referenced = referenced_files(table)
     cutoff = datetime.now(UTC) - older_than
     doomed: list[str] = []
@@ -159,6 +191,15 @@ def sweep_orphans(table: Table, older_than: timedelta, dry_run: bool = False) ->
         for path in doomed:
             filesystem.delete_file(path)
     return sorted(doomed)
+
+
+def table_filesystem(table: Table) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow file system of the table's location, configured like the table's FileIO (an S3 endpoint
+    and credentials from the catalog properties), and the location's path in it."""
+    if isinstance(table.io, PyArrowFileIO):
+        scheme, netloc, path = PyArrowFileIO.parse_location(table.location(), table.io.properties)
+        return table.io.fs_by_scheme(scheme, netloc), path
+    return pafs.FileSystem.from_uri(table.location())  # type: ignore[no-any-return]
 
 
 def _path(location: str) -> str:

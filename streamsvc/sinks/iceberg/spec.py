@@ -76,7 +76,8 @@ class IcebergSinkSpec:
         changelog (bronze) table; `silver_table` + `key_columns` add the current-state table, merged every
     `merge_interval_s` (copy-on-write, see `merge.py`). `maintain_every_commits=N` runs table maintenance in
     the agent after every N-th commit: expire snapshots older than `maintain_older_than_s` beyond the newest
-    `maintain_retain_last`, and merge manifests (no orphan sweep: run `maintain` for that).
+    `maintain_retain_last`, and merge manifests (no orphan sweep: run `maintain` for that);
+    `maintain_compact=True` also compacts small files there (see `compaction.py`).
     """
 
     name: str
@@ -95,6 +96,7 @@ class IcebergSinkSpec:
     maintain_every_commits: int = 0
     maintain_retain_last: int = 20
     maintain_older_than_s: float = 0.0
+    maintain_compact: bool = False
     table_properties: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

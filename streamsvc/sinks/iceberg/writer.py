@@ -43,6 +43,7 @@ SINK_TABLE_PROPERTIES = {
     "commit.manifest-merge.enabled": "true",  # bounded manifest count -> flat commit latency
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "50",
+    "write.target-file-size-bytes": str(128 * 1024 * 1024),  # what compaction packs small files up to
 }
 
 

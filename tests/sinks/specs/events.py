@@ -13,4 +13,5 @@ sink = IcebergSinkSpec(
     commit_interval_s=float(os.environ.get("TEST_SINK_INTERVAL_S", "1")),
     max_rows=int(os.environ.get("TEST_SINK_MAX_ROWS", "5000")),
     partition_by=tuple(p for p in os.environ.get("TEST_SINK_PARTITION_BY", "").split(";") if p),
+    maintain_every_commits=int(os.environ.get("TEST_SINK_MAINTAIN_EVERY", "0")),
 )
