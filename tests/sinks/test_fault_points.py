@@ -15,8 +15,9 @@ import pytest
 
 from streamsvc.dlq.records import dlq_headers
 from streamsvc.runtime.topics import admin_client, end_offsets, read_all
+from streamsvc.sinks.iceberg.catalog import config_env
 from streamsvc.sinks.iceberg.offsets import read_offsets
-from tests.sinks.support import SinkProcess, catalog_env, offset_counts, read_rows, sqlite_catalog
+from tests.sinks.support import SinkProcess, offset_counts, read_rows, sqlite_catalog
 from tests.support import produce
 
 PARTITIONS, RECORDS = 4, 50_000
@@ -75,7 +76,7 @@ def test_sink_fault_point_leaves_table_and_dlq_exact(  # type: ignore[no-untyped
     data, bad = records(RECORDS)
     produce(bootstrap, topic, data)
     env = {
-        **catalog_env(config),
+        **config_env(config),
         "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap,
         "STREAMSVC_APP_ID": app,
         "STREAMSVC_INSTANCE_ID": "sink-0",
