@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamsvc.cli import demo, dev, iceberg
+from streamsvc.cli import demo, dev, iceberg, replay
 from streamsvc.config import load_settings
 from streamsvc.errors import StreamsvcError
 from streamsvc.observability.logging import configure_logging
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_parser(sub)
     demo.add_parser(sub)
     iceberg.add_parser(sub)
+    replay.add_parser(sub)
     return parser
 
 
