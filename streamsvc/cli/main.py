@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamsvc.cli import demo, dev, iceberg, replay
+from streamsvc.cli import demo, dev, iceberg, replay, reset_app
 from streamsvc.config import load_settings
 from streamsvc.errors import StreamsvcError
 from streamsvc.observability.logging import configure_logging
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     iceberg.add_parser(sub)
     replay.add_parser(sub)
+    reset_app.add_parser(sub)
     return parser
 
 

@@ -110,5 +110,5 @@ def test_command_config_properties() -> None:
     assert conf["sasl.username"] == "alice"
     assert conf["sasl.password"] == "s3=cret"
     assert "sasl.jaas.config" not in conf and "retries" not in conf
-    with pytest.raises(ConfigError, match="ssl.ca.location"):
+    with pytest.raises(ConfigError, match=r"ssl\.ca\.location"):
         librdkafka_config({"ssl.truststore.location": "/etc/truststore.jks"})
