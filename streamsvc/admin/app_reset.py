@@ -161,8 +161,11 @@ def execute_reset_app(admin: AdminClient, plan: ResetAppPlan, catalog: Catalog |
     for sink_plan in plan.sinks:
         if sink_plan.table_exists:
             ref = sink_plan.sink
-            offsets = {(ref.topic, p): o for p, o in sink_plan.resumes_at.items()}
-            apply(admin, GroupPlan(ref.group, "Empty", offsets))
+            starts = log_starts(
+                admin, [(ref.topic, p) for p in range(partition_counts(admin, [ref.topic])[ref.topic])]
+            )
+            offsets = {(t, p): sink_plan.resumes_at.get(p, start) for (t, p), start in starts.items()}
+            apply(admin, GroupPlan(ref.group, "Empty", offsets))  # for lag monitoring only
 
 
 def delete_and_wait(admin: AdminClient, topics: list[str], timeout: float = 120.0) -> None:

@@ -25,7 +25,7 @@ from streamsvc.sinks.iceberg.spec import load_specs
 from streamsvc.state.changelog import changelog_topic
 from streamsvc.topology.loader import load_topology
 from tests.admin.support import committed, streamsvc_cli
-from tests.sinks.support import SinkThread, catalog_env, read_rows, sqlite_catalog
+from tests.sinks.support import SinkThread, catalog_env, offset_counts, read_rows, sqlite_catalog
 from tests.support import ROOT, wait_for
 
 APP = str(ROOT / "tests" / "admin" / "apps" / "revenue.py")
@@ -178,3 +178,54 @@ def test_reset_app_refuses_a_running_application(  # type: ignore[no-untyped-def
         )
     finally:
         consumer.close()
+
+
+ORDERS_SINK = str(ROOT / "tests" / "admin" / "apps" / "orders_sink.py")
+
+
+@pytest.mark.parametrize("mode", ["rollback", "rewrite"])
+def test_sink_of_an_input_topic_resumes_without_gap_or_duplicate(  # type: ignore[no-untyped-def]
+    bootstrap: str, admin: AdminClient, names, app_env: dict[str, str], capsys, mode: str
+) -> None:
+    settings = load_settings().with_overrides(batch_size=50)  # a commit every ~100 rows: many snapshots
+    config = _catalog_config(app_env)
+    _, catalog = sqlite_catalog(Path(app_env["STREAMSVC_STATE_DIR"]).parent)
+    orders = app_env["STREAMSVC_TOPIC_ORDERS"]
+    _load(bootstrap, app_env["STREAMSVC_TOPIC_CUSTOMERS"], orders, 1_500)
+    ends = end_offsets(admin, orders)
+    (spec,) = load_specs(ORDERS_SINK)
+    SinkThread(spec, settings, config, until_caught_up=True).join(180)
+    table = catalog.load_table("admin.orders")
+    assert len(table.snapshots()) > 5
+    sink_group = f"{settings.effective_group_id}.orders"
+
+    code, out, err = streamsvc_cli(
+        capsys,
+        "reset-app",
+        APP,
+        "--sink",
+        ORDERS_SINK,
+        "--to-offset",
+        "230",
+        "--iceberg-reset",
+        mode,
+        "--execute",
+    )
+    assert code == 0, err
+    held = read_offsets(catalog.load_table("admin.orders"), sink_group, orders).offsets
+    rows = offset_counts(read_rows(catalog, "admin.orders"))
+    # The table holds exactly the records before its offsets, once each; never any at or after them.
+    assert sorted(rows) == sorted((orders, p, o) for p, end in held.items() for o in range(end))
+    assert max(rows.values()) == 1
+    if mode == "rewrite":
+        assert held == {p: min(230, e) for p, e in ends.items()}
+    else:
+        assert all(o <= min(230, ends[p]) for p, o in held.items()), held
+        assert "roll back to snapshot" in out
+    # The sink's Kafka group (lag monitoring) follows the table.
+    assert committed(admin, sink_group) == {(orders, p): held.get(p, 0) for p in range(PARTITIONS)}
+
+    SinkThread(spec, settings, config, until_caught_up=True).join(180)
+    rows = offset_counts(read_rows(catalog, "admin.orders"))
+    assert sorted(rows) == sorted((orders, p, o) for p, end in ends.items() for o in range(end))
+    assert max(rows.values()) == 1
