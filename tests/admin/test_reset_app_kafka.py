@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
+from streamsvc.admin.app_reset import topic_overrides
 from streamsvc.config import Settings, load_settings
 from streamsvc.runtime.topics import end_offsets, read_all
 from streamsvc.runtime.worker import Worker
@@ -117,8 +118,9 @@ def _rows(catalog: Any, table: str) -> Counter[tuple[Any, ...]]:
     return Counter(zip(*(rows.column(c).to_pylist() for c in ROW_COLUMNS), strict=True))
 
 
+@pytest.mark.parametrize("internal", ["delete", "truncate"])
 def test_reset_app_replay_reproduces_topic_outputs_and_iceberg_rows(  # type: ignore[no-untyped-def]
-    bootstrap: str, admin: AdminClient, names, app_env: dict[str, str], capsys
+    bootstrap: str, admin: AdminClient, names, app_env: dict[str, str], capsys, internal: str
 ) -> None:
     settings = load_settings()
     config = _catalog_config(app_env)
@@ -148,10 +150,16 @@ def test_reset_app_replay_reproduces_topic_outputs_and_iceberg_rows(  # type: ig
     assert changelog in admin.list_topics(timeout=10).topics
 
     end_of_first = end_offsets(admin, revenue)
-    code, out, err = streamsvc_cli(capsys, "reset-app", APP, "--sink", SINK, "--execute")
+    code, out, err = streamsvc_cli(
+        capsys, "reset-app", APP, "--sink", SINK, "--internal-topics", internal, "--execute"
+    )
     assert code == 0, err
     assert committed(admin, group) == {(orders, p): 0 for p in range(PARTITIONS)}
-    assert changelog not in admin.list_topics(timeout=10).topics
+    if internal == "delete":
+        assert changelog not in admin.list_topics(timeout=10).topics
+    else:  # emptied in place, settings kept
+        assert set(end_offsets(admin, changelog).values()) == {0}
+        assert topic_overrides(admin, changelog)["cleanup.policy"] == "compact"
     assert read_rows(catalog, "admin.revenue").num_rows == 0
     assert read_offsets(catalog.load_table("admin.revenue"), sink_group, revenue).offsets == end_of_first
 
