@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamsvc.cli import demo, dev, dlq, iceberg, replay, reset_app
+from streamsvc.cli import demo, dev, dlq, iceberg, replay, reset_app, topics
 from streamsvc.config import load_settings
 from streamsvc.errors import StreamsvcError
 from streamsvc.observability.logging import configure_logging
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     reset_app.add_parser(sub)
     dlq.add_parser(sub)
+    topics.add_parser(sub)
     return parser
 
 

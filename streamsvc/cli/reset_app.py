@@ -16,7 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamsvc.admin.app_reset import execute_reset_app, plan_reset_app
 from streamsvc.admin.replay import Scenario, parse_plan_csv
 from streamsvc.cli.admin_common import (
     EXIT_CODES_HELP,
@@ -71,6 +70,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 @admin_command
 def run(args: argparse.Namespace) -> int:
+    from streamsvc.admin.app_reset import execute_reset_app, plan_reset_app
     from streamsvc.sinks.iceberg.catalog import load_catalog_config, make_catalog
     from streamsvc.sinks.iceberg.spec import load_specs
     from streamsvc.topology.loader import load_topology
