@@ -16,7 +16,7 @@ from typing import TextIO
 from confluent_kafka import KafkaError, KafkaException
 
 from streamsvc.admin.connection import Connection
-from streamsvc.admin.replay import SCENARIOS, GroupActiveError, Scenario
+from streamsvc.admin.replay import SCENARIOS, GroupActiveError, Scenario, parse_datetime, parse_duration
 from streamsvc.config import Settings, load_settings
 from streamsvc.errors import StreamsvcError
 
@@ -88,6 +88,10 @@ def scenario_from_args(args: argparse.Namespace, default: Scenario | None = None
                     int(value)
                 except ValueError:
                     raise StreamsvcError(f"--{kind} needs a whole number, got {value!r}") from None
+            elif kind == "to-datetime":
+                parse_datetime(value)  # fail before touching the cluster
+            elif kind == "by-duration":
+                parse_duration(value)
             return Scenario(kind, value)
     return default
 
