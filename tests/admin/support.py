@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
@@ -52,10 +53,13 @@ def kafka_consumer_groups(
 
 
 def streamsvc_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `streamsvc ARGS` in this process: (exit code, stdout, stderr)."""
+    """Run `streamsvc ARGS` in this process: (exit code, stdout, stderr). Logging keeps the session's
+    set-up: configured here it would print into this test's capture buffer, closed after the test, and
+    agents logging in later tests would fail."""
     capsys.readouterr()
     try:
-        code = main(["--log-level", "WARNING", *args])
+        with mock.patch("streamsvc.cli.main.configure_logging"):
+            code = main(["--log-level", "WARNING", *args])
     except SystemExit as exc:  # argparse usage errors
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
