@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamsvc.cli import demo, dev, iceberg, schemas
+from streamsvc.cli import demo, dev, dlq, iceberg, replay, reset_app, schemas, topics
 from streamsvc.config import load_settings
 from streamsvc.errors import StreamsvcError
 from streamsvc.observability.logging import configure_logging
@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     iceberg.add_parser(sub)
     schemas.add_parser(sub)
+    replay.add_parser(sub)
+    reset_app.add_parser(sub)
+    dlq.add_parser(sub)
+    topics.add_parser(sub)
     return parser
 
 

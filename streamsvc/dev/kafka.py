@@ -35,6 +35,8 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_{scala}</artifactId>
       <version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId>
+      <version>{kafka}</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
       <version>{log4j}</version></dependency>
   </dependencies>
@@ -103,9 +105,15 @@ def _classpath(k: LocalKafka) -> str:
         if not libs.is_dir():
             raise ConfigError(f"KAFKA_HOME={kafka_home} has no libs/ directory; unset it or fix the path")
         return f"{libs}/*"
-    if not any(k.libs.glob(f"kafka_{SCALA_VERSION}-*.jar")):
+    # kafka-tools (ConsumerGroupCommand, StreamsResetter) is checked too: older caches lack it.
+    if not any(k.libs.glob(f"kafka_{SCALA_VERSION}-*.jar")) or not any(k.libs.glob("kafka-tools-[0-9]*.jar")):
         _fetch_jars(k)
     return f"{k.libs}/*"
+
+
+def classpath(k: LocalKafka) -> str:
+    """The broker's Java classpath (Kafka's jars, kafka-tools included), fetched on first use."""
+    return _classpath(k)
 
 
 def _fetch_jars(k: LocalKafka) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -25,8 +26,11 @@ _NO_LEADER_YET = frozenset(
 )
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, **kafka_logging(component="admin")})
+def admin_client(bootstrap: str, config: Mapping[str, Any] | None = None) -> AdminClient:
+    """An admin client; `config` adds client properties (security settings from `--command-config`)."""
+    return AdminClient(
+        {**kafka_logging(component="admin"), **(config or {}), "bootstrap.servers": bootstrap}
+    )
 
 
 def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
@@ -93,13 +97,28 @@ def end_offsets(
     """Latest offsets per partition; with `read_committed` this is the last stable offset (LSO)."""
     parts = partition_counts(admin, [topic]).get(topic, 0)
     latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    request = {TopicPartition(topic, p): latest for p in range(parts)}
+    found = list_offsets(admin, [(topic, p) for p in range(parts)], latest, read_committed, timeout)
+    return {p: offset for (_, p), offset in found.items()}
+
+
+def list_offsets(
+    admin: AdminClient,
+    partitions: Iterable[tuple[str, int]],
+    spec: OffsetSpec,
+    read_committed: bool = False,
+    timeout: float = 30.0,
+) -> dict[tuple[str, int], int]:
+    """The offset `spec` (earliest, latest, for_timestamp) names in each (topic, partition); -1 where a
+    timestamp is past every record. Like Kafka's tools, the default isolation is read_uncommitted."""
+    request = {TopicPartition(t, p): spec for t, p in partitions}
+    if not request:
+        return {}
     level = IsolationLevel.READ_COMMITTED if read_committed else IsolationLevel.READ_UNCOMMITTED
     deadline = time.monotonic() + timeout
     while True:
         result = admin.list_offsets(request, isolation_level=level, request_timeout=timeout)
         try:
-            return {tp.partition: fut.result().offset for tp, fut in result.items()}
+            return {(tp.topic, tp.partition): fut.result().offset for tp, fut in result.items()}
         except KafkaException as exc:
             # A topic created a moment ago (e.g. a DLQ the worker just made) may not have a leader yet.
             err = exc.args[0]
@@ -108,12 +127,39 @@ def end_offsets(
             time.sleep(0.2)
 
 
-def read_all(bootstrap: str, topic: str, read_committed: bool = True, timeout: float = 60.0) -> list[Message]:
-    """Every record currently in `topic` (up to the LSO with `read_committed`), in partition order."""
-    admin = admin_client(bootstrap)
+def read_all(
+    bootstrap: str,
+    topic: str,
+    read_committed: bool = True,
+    timeout: float = 60.0,
+    config: Mapping[str, Any] | None = None,
+) -> list[Message]:
+    """Every record currently in `topic` (up to the LSO with `read_committed`), each partition in offset
+    order. `config` adds client properties (security settings)."""
+    return list(iter_records(bootstrap, topic, read_committed, timeout, config))
+
+
+def iter_records(
+    bootstrap: str,
+    topic: str,
+    read_committed: bool = True,
+    timeout: float = 60.0,
+    config: Mapping[str, Any] | None = None,
+    start: Mapping[int, int] | None = None,
+) -> Iterator[Message]:
+    """Stream the records of `topic` present now: from `start` (partition -> offset; every partition
+    from its beginning when None, only the partitions listed otherwise) up to the end offsets read first
+    (the LSO with `read_committed`); records produced meanwhile may follow. `timeout` bounds the time
+    without progress."""
+    admin = admin_client(bootstrap, config)
     ends = end_offsets(admin, topic, read_committed)
+    begin = {p: OFFSET_BEGINNING for p in ends} if start is None else dict(start)
+    pending = {p: ends[p] for p, first in begin.items() if p in ends and ends[p] > max(first, 0)}
+    if not pending:
+        return
     consumer = Consumer(
         {
+            **(config or {}),
             "bootstrap.servers": bootstrap,
             "group.id": f"streamsvc-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
@@ -121,20 +167,20 @@ def read_all(bootstrap: str, topic: str, read_committed: bool = True, timeout: f
             **kafka_logging(component="reader"),
         }
     )
-    out: list[Message] = []
     try:
-        pending = {p: end for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        consumer.assign([TopicPartition(topic, p, begin[p]) for p in pending])
         deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} did not reach {ends}")
-            for msg in consumer.consume(num_messages=10000, timeout=0.5):
+            msgs = consumer.consume(num_messages=10000, timeout=0.5)
+            for msg in msgs:
                 if msg.error() is None:
-                    out.append(msg)
+                    yield msg
+            if msgs:
+                deadline = time.monotonic() + timeout
             for tp in consumer.position([TopicPartition(topic, p) for p in list(pending)]):
                 if tp.offset >= pending[tp.partition]:
                     del pending[tp.partition]
     finally:
         consumer.close()
-    return out
