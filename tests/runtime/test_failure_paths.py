@@ -401,6 +401,7 @@ def test_sigterm_drain_whose_final_commit_aborts_exits_without_rewinding(  # typ
         "STREAMSVC_COMMIT_INTERVAL_MS": "600000",  # the drain's commit is the first one
         "STREAMSVC_BATCH_SIZE": "200",
         "STREAMSVC_METRICS_PORT": str(port),
+        "STREAMSVC_METRICS_HOST": "127.0.0.1",
         # Slow batches keep the input busy (no idle commit); the drain's commit aborts.
         "STREAMSVC_FAULTS": "after_produce:pause=0.2:1:*,before_commit:abortable:1",
     }
