@@ -9,6 +9,7 @@ from the agent's committed totals, and a second run that changes nothing (no cra
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -446,3 +447,52 @@ def test_sigterm_drain_whose_final_commit_aborts_exits_without_rewinding(  # typ
         v = orjson.loads(m.value())
         got[((m.key() or b"").decode(), v["start"], v["value"])] += 1
     assert got == Counter((k, s, n) for (k, s), n in counts.items())
+
+
+# ---- item 4 (livelock guard): aborts in a row without progress make the worker not ready ----------
+
+
+def _status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+def test_commits_that_keep_aborting_make_the_worker_not_ready(bootstrap: str, names, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Needs the fault-injection harness and `max_consecutive_aborts` (new API). ~10 s."""
+    source = names.topic("input")
+    names.track(names("output"), source + ".dlq")
+    app = names("app")
+    _send(bootstrap, source, [(str(i).encode(), orjson.dumps({"id": i, "n": i}), 0) for i in range(50)])
+    port = free_port()
+    env = {
+        "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap,
+        "STREAMSVC_APP_ID": app,
+        "STREAMSVC_INSTANCE_ID": "livelock-0",
+        "STREAMSVC_TOPIC_INPUT": source,
+        "STREAMSVC_TOPIC_OUTPUT": names("output"),
+        "STREAMSVC_METRICS_PORT": str(port),
+        "STREAMSVC_METRICS_HOST": "127.0.0.1",
+        "STREAMSVC_MAX_CONSECUTIVE_ABORTS": "5",
+        "STREAMSVC_FAULTS": "before_commit:abortable:1:*",  # every commit aborts: no progress, ever
+    }
+    log = tmp_path / "worker.log"
+    worker = WorkerProcess(KEYED_TRANSFORM, env, log=log)
+    try:
+        wait_for(lambda: _status(port, "/readyz") == 200, 90, "ready once partitions are assigned")
+        wait_for(lambda: _status(port, "/readyz") == 503, 90, "not ready once livelocked")
+        assert _status(port, "/healthz") == 200, "the poll loop itself is alive"
+        assert _metric(port, "streamsvc_consecutive_aborts") >= 5
+        livelocked = [e for e in _events(log) if e["event"] == "agent_livelocked"]
+        assert livelocked and livelocked[0]["aborts"] == 5
+        # The line names where the agent is stuck: nothing was ever committed, so offset 0.
+        assert livelocked[0]["stuck_at"] == {f"{source}:0": 0}, livelocked[0]
+        worker.terminate()
+        assert worker.wait(60) == 0
+    finally:
+        worker.close()
+    assert read_settled(bootstrap, names("output")) == []

@@ -202,7 +202,9 @@ def test_two_workers_on_one_host_without_instance_id_do_not_fence_each_other(  #
     assert got == _expected(0, total), _diff(got, _expected(0, total))
 
 
-@pytest.mark.parametrize("zombie", ["open_transaction", "full_produce_queue"])
+@pytest.mark.parametrize(
+    "zombie", [pytest.param("open_transaction", marks=pytest.mark.chaos), "full_produce_queue"]
+)
 def test_fenced_zombie_exits_2(bootstrap: str, names, tmp_path: Path, zombie: str) -> None:  # type: ignore[no-untyped-def]
     """~20 s. The zombie is fenced with a large transaction open (the fence then also surfaces in
     the producer flush on close), or while it waits for room in a small produce queue."""
