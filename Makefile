@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test test-chaos lint kafka-start kafka-stop bench
+.PHONY: install demo test lint kafka-start kafka-stop bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,11 +28,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint kafka-start
-	$(BIN)/python -m pytest -q --durations=10 -m "not chaos"
-
-# Slow failure-path scenarios (orphaned transactions, long fences); CI runs them after `make test`.
-test-chaos: kafka-start
-	$(BIN)/python -m pytest -q --durations=10 -m chaos
+	$(BIN)/python -m pytest -q --durations=10
 
 bench: kafka-start
 	$(BIN)/python bench/passthrough.py
