@@ -115,3 +115,47 @@ class WorkerProcess(ChildProcess):
         self, topology: str, env: dict[str, str], args: tuple[str, ...] = (), log: Path | None = None
     ) -> None:
         super().__init__(["streamsvc.cli.main", "run", topology, *args], env, log)
+
+
+def finish(worker: Any, timeout: float, what: str = "worker") -> int:
+    """`worker.start()` (a `Worker`, `until_caught_up`), then its exit code once every agent finished.
+    A worker still running after `timeout` seconds (a livelock, a hang) is stopped and the test fails."""
+    worker.start()
+    code = worker.join(timeout)
+    if worker.alive:
+        worker.stop()
+        worker.join(60)
+        raise AssertionError(f"{what} did not catch up and exit within {timeout:.0f}s")
+    return int(code)
+
+
+def header_map(msg: Any) -> dict[str, str]:
+    """A consumed record's headers as text (the last value wins for a repeated name)."""
+    return {
+        k: v.decode(errors="replace") if isinstance(v, bytes) else (v or "") for k, v in msg.headers() or []
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def read_settled(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Any]:
+    """Every committed record of `topic` once no transaction is open on it. A transaction's commit
+    returns before its markers reach the partitions, so right after a worker exits the last stable
+    offset may still trail the end of the log; reading then would miss committed records."""
+    from streamsvc.runtime.topics import admin_client, end_offsets, read_all
+
+    admin = admin_client(bootstrap)
+    wait_for(
+        lambda: (
+            end_offsets(admin, topic, read_committed=True) == end_offsets(admin, topic, read_committed=False)
+        ),
+        timeout,
+        f"no open transaction on {topic}",
+    )
+    return read_all(bootstrap, topic)
