@@ -36,8 +36,10 @@ from streamsvc.observability.logging import get_logger, kafka_logging
 from streamsvc.observability.recorder import AgentMetrics
 from streamsvc.runtime.compiled import Tally
 from streamsvc.runtime.global_tables import GlobalTableReader
+from streamsvc.runtime.internal_topics import external_sources, plan_internal_topics
 from streamsvc.runtime.outputs import TopicLimits, fetch_limits, producer_max_bytes
 from streamsvc.runtime.processor import Processor
+from streamsvc.runtime.repartition import REPARTITION_CONFIG
 from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
 from streamsvc.runtime.tasks import TP, RetryBatch, Rewind, Task, TaskManager
 from streamsvc.state.changelog import CHANGELOG_CONFIG, read_changelog, write_changes
@@ -172,16 +174,20 @@ class StreamTask(Task):
         """Sources must exist; co-partitioning is checked; sink, DLQ and changelog topics are created
         with their source's partition count (sinks: the largest)."""
         proc = self.processor
-        counts = source_partitions(admin, proc.source_topics, self.settings.wait_for_sources_s, self.log)
+        external = external_sources(proc)
+        counts = source_partitions(admin, external, self.settings.wait_for_sources_s, self.log)
+        plan = plan_internal_topics(proc, counts)
+        repartitions = {t.name: t.partitions for t in plan if t.kind == "repartition"}
+        created = ensure_internal(admin, repartitions, REPARTITION_CONFIG)
+        counts.update(repartitions)
         for stream_topic, table_topic in proc.copartitioned:
             check_copartitioned({t: counts[t] for t in (stream_topic, table_topic)})
-        created = ensure_internal(
-            admin, dict.fromkeys({s.topic for s in proc.sinks}, max(counts.values())), strict=False
-        )
+        sinks = {s.topic for s in proc.sinks} - set(repartitions)
+        created += ensure_internal(admin, dict.fromkeys(sinks, max(counts.values())), strict=False)
         created += ensure_internal(
             admin, {s.dlq_topic: counts[t] for t, s in proc.sources.items()}, strict=False
         )
-        changelogs = {store.changelog_topic: counts[store.source_topic] for store in proc.stores}
+        changelogs = {t.name: t.partitions for t in plan if t.kind == "changelog"}
         created += ensure_internal(admin, changelogs, CHANGELOG_CONFIG)
         if created:
             self.log.info("topics_created", topics=created)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from streamsvc.errors import TopologyError
 from streamsvc.serde.base import Serde
@@ -21,6 +21,10 @@ from streamsvc.serde.raw import BytesSerde
 from streamsvc.validation.expectations import Expectation
 from streamsvc.windows.aggregations import Aggregation
 from streamsvc.windows.spec import Emit, WindowSpec
+
+KeyFormat = Literal["kafka", "json", "legacy"]
+"""How window results are keyed: `kafka` (Kafka Streams' windowed-key layout), `json`, or `legacy`."""
+KEY_FORMATS: tuple[KeyFormat, ...] = ("kafka", "json", "legacy")
 
 EventTimeExtractor = Callable[[Any, int], int]
 """(decoded value, Kafka timestamp in ms) -> event time in ms."""
@@ -67,7 +71,19 @@ class BranchOp:
 @dataclass(frozen=True)
 class SinkSpec:
     topic: str
-    key_serde: Serde
+    key_serde: Serde | None  # None: the default for the keys reaching it (bytes; windowed after a window)
+    value_serde: Serde
+
+
+@dataclass(frozen=True)
+class RepartitionOp:
+    """Write the stream to the internal topic `<app_id>-<name>-repartition` (partitioned by the current
+    key) and read it back: downstream operators run as their own sub-topology on the topic's partitions
+    (see `Stream.repartition`)."""
+
+    name: str
+    partitions: int | None
+    key_serde: Serde | None  # None: bytes, str, int keep their type (a header carries it)
     value_serde: Serde
 
 
@@ -81,6 +97,7 @@ class WindowOp:
     emit: Emit
     value: Callable[[Any], Any] | None
     allowed_lateness_ms: int
+    key_format: KeyFormat = "kafka"
 
 
 @dataclass(frozen=True)
@@ -141,7 +158,10 @@ Operator = (
     | JoinTableOp
     | IntervalJoinOp
     | IntervalJoinRightOp
+    | RepartitionOp
 )
+
+_REKEYING = (SelectKeyOp,)
 
 
 @dataclass(eq=False)
@@ -153,19 +173,72 @@ class Stream:
     branch_name: str | None = None
     children: list[Stream] = field(default_factory=list)
     sinks: list[SinkSpec] = field(default_factory=list)
+    rekeyed: bool = False
+    """The key was changed (`select_key`) since the source or the last repartition: a stateful operator
+    downstream repartitions first."""
 
     def _then(self, op: Operator | None, branch_name: str | None = None) -> Stream:
-        child = Stream(self.topology, op, branch_name)
+        rekeyed = isinstance(op, _REKEYING) or (self.rekeyed and not isinstance(op, RepartitionOp))
+        child = Stream(self.topology, op, branch_name, rekeyed=rekeyed)
         self.children.append(child)
         return child
+
+    def _keyed(self, name: str) -> Stream:
+        """This stream, or its automatic repartition when the key was changed upstream."""
+        if not self.rekeyed:
+            return self
+        taken = self.topology.repartition_names
+        unique, n = name, 1
+        while unique in taken:
+            n += 1
+            unique = f"{name}-{n}"
+        return self.repartition(unique)
 
     def map(self, fn: Callable[[Any], Any]) -> Stream:
         """Replace each value by `fn(value)`; the key is kept."""
         return self._then(MapOp(fn))
 
     def select_key(self, fn: Callable[[Any, Any], Any]) -> Stream:
-        """Re-key each record with `fn(key, value)`."""
+        """Re-key each record with `fn(key, value)`. A stateful operator after it (window, join)
+        repartitions first, through `<app_id>-<operator name>-repartition` (see `repartition`)."""
         return self._then(SelectKeyOp(fn))
+
+    def group_by(
+        self,
+        key: Callable[[Any, Any], Any] | str,
+        name: str,
+        partitions: int | None = None,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+    ) -> Stream:
+        """Re-key by `key(key, value)` (or by the value's field `key`) and repartition (Kafka Streams'
+        `groupBy`): records with one key meet in one partition of `<app_id>-<name>-repartition`, so a
+        window or join downstream sees every record of a key. A record whose key cannot be computed
+        or encoded (the function raises, the field is missing, the key is None) goes to the DLQ."""
+        fn = _field_key(key) if isinstance(key, str) else key
+        return self.select_key(fn).repartition(name, partitions, key_serde, value_serde)
+
+    def repartition(
+        self,
+        name: str,
+        partitions: int | None = None,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+    ) -> Stream:
+        """Write every record to the internal topic `<app_id>-<name>-repartition`, partitioned by its
+        key, in the same transaction as the input offsets, and go on from the records read back: the
+        operators downstream run as their own sub-topology. The topic is created by the runtime (and
+        `streamsvc topics create`) with `partitions`, default the source topic's count. Records keep
+        their event time as their Kafka timestamp. `value_serde` defaults to JSON; `key_serde` to
+        bytes/str/int keys that keep their type. A None key cannot be partitioned: it goes to the DLQ."""
+        if name in self.topology.repartition_names:
+            raise TopologyError(f"repartition name {name!r} is used twice in {self.topology.name!r}")
+        if partitions is not None and (isinstance(partitions, bool) or partitions < 1):
+            raise TopologyError(f"repartition partitions must be a positive int, got {partitions!r}")
+        from streamsvc.serde.json import JsonSerde
+
+        self.topology.repartition_names.append(name)
+        return self._then(RepartitionOp(name, partitions, key_serde, value_serde or JsonSerde()))
 
     def filter(self, predicate: Callable[[Any], bool]) -> Stream:
         """Keep the records for which `predicate(value)` is true; the others count as filtered."""
@@ -201,17 +274,25 @@ class Stream:
         emit: Emit = "final",
         value: Callable[[Any], Any] | None = None,
         allowed_lateness_ms: int = 0,
+        key_format: KeyFormat = "kafka",
     ) -> Stream:
         """Aggregate per key in event-time windows (`streamsvc.windows`), state kept in a changelog topic.
 
         `value(v)` picks what to aggregate (default: the value; `Count` needs nothing). Downstream
-        records have the same key and the value `{"start": ms, "end": ms, "value": aggregate}`.
-        Records whose windows are all closed are routed to the DLQ with stage `late`.
+        records are keyed by `Windowed(key, start_ms, end_ms)` with the aggregate as value; a sink
+        without a key serde writes the key in `key_format`: `"kafka"` (Kafka Streams' windowed-key
+        layout, `streamsvc.serde.windowed`) or `"json"`. `"legacy"` keeps the record key and the value
+        `{"start", "end", "value"}`. Update-mode retractions are tombstones on the retracted window's
+        key. Records whose windows are all closed are routed to the DLQ with stage `late`. After
+        `select_key` the stream is repartitioned first (`<app_id>-<name>-repartition`).
         """
         if any(n == name for n in self.topology.store_names):
             raise TopologyError(f"store name {name!r} is used twice in {self.topology.name!r}")
+        if key_format not in KEY_FORMATS:
+            raise TopologyError(f"key_format must be one of {KEY_FORMATS}, got {key_format!r}")
+        node = self._keyed(name)
         self.topology.store_names.append(name)
-        return self._then(WindowOp(name, window, aggregation, emit, value, allowed_lateness_ms))
+        return node._then(WindowOp(name, window, aggregation, emit, value, allowed_lateness_ms, key_format))
 
     def join(
         self, table: TableRef, combine: Callable[[Any, dict[str, Any] | None], Any], how: str = "inner"
@@ -222,7 +303,7 @@ class Stream:
         `"inner"` counts them as filtered. The stream and table topics must be co-partitioned."""
         if how not in ("inner", "left"):
             raise TopologyError(f"join how must be 'inner' or 'left', got {how!r}")
-        return self._then(JoinTableOp(table, combine, how))
+        return self._keyed(f"{table.name}-join")._then(JoinTableOp(table, combine, how))
 
     def interval_join(
         self,
@@ -245,14 +326,21 @@ class Stream:
             raise TopologyError(f"store name {name!r} is used twice in {self.topology.name!r}")
         self.topology.store_names.append(name)
         op = IntervalJoinOp(name, before_ms, after_ms, combine, how, grace_ms)
-        other._then(IntervalJoinRightOp(op))
-        return self._then(op)
+        other._keyed(f"{name}-right")._then(IntervalJoinRightOp(op))
+        return self._keyed(f"{name}-left")._then(op)
 
     def to(self, topic: str, value_serde: Serde, key_serde: Serde | None = None) -> Stream:
         """Write every record reaching this node to `topic` (a logical name)."""
-        self.sinks.append(SinkSpec(topic, key_serde or BytesSerde(), value_serde))
+        self.sinks.append(SinkSpec(topic, key_serde, value_serde))
         self.topology.sink_topics.add(topic)
         return self
+
+
+def _field_key(name: str) -> Callable[[Any, Any], Any]:
+    def key(_key: Any, value: Any) -> Any:
+        return value[name]
+
+    return key
 
 
 @dataclass(eq=False)
@@ -277,6 +365,7 @@ class Topology:
     sink_topics: set[str] = field(default_factory=set)
     store_names: list[str] = field(default_factory=list)
     global_tables: list[GlobalTableSpec] = field(default_factory=list)
+    repartition_names: list[str] = field(default_factory=list)
 
     def source(
         self,
