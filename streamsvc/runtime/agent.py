@@ -36,7 +36,7 @@ from streamsvc.observability.logging import get_logger, kafka_logging
 from streamsvc.observability.recorder import AgentMetrics
 from streamsvc.runtime.compiled import Tally
 from streamsvc.runtime.global_tables import GlobalTableReader
-from streamsvc.runtime.internal_topics import external_sources, plan_internal_topics
+from streamsvc.runtime.internal_topics import consumer_group, external_sources, plan_internal_topics
 from streamsvc.runtime.outputs import TopicLimits, fetch_limits, producer_max_bytes
 from streamsvc.runtime.processor import Processor
 from streamsvc.runtime.repartition import REPARTITION_CONFIG
@@ -113,7 +113,7 @@ class StreamTask(Task):
         s = self.settings
         conf: dict[str, Any] = {
             "bootstrap.servers": s.bootstrap_servers,
-            "group.id": s.effective_group_id,
+            "group.id": consumer_group(self.processor, s),
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed" if s.guarantee == "exactly_once" else "read_uncommitted",

@@ -60,3 +60,16 @@ def internal_topics(
     """Every internal topic `topology` needs under `settings` (real topic names; `source_partitions`:
     partition count per real external source topic)."""
     return plan_internal_topics(TopologyCompiler(topology, settings), source_partitions)
+
+
+def consumer_group(compiled: TopologyCompiler, settings: Settings) -> str:
+    """The consumer group of an agent: `<group>.<agent>` when it keeps state (windows, tables, interval
+    joins), so that one stateful agent's rebalance never moves another's partitions and state;
+    `<group>` (default: the app id) for stateless agents."""
+    group = settings.effective_group_id
+    return f"{group}.{compiled.agent}" if compiled.stores else group
+
+
+def agent_group_id(topology: Topology, settings: Settings) -> str:
+    """`consumer_group` of a topology (for admin tools: replay, reset)."""
+    return consumer_group(TopologyCompiler(topology, settings), settings)
