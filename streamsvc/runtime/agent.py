@@ -65,6 +65,7 @@ class StreamTask(Task):
         self.name = topology.name
         self.settings = settings
         self.processor = Processor(topology, settings)
+        self.growing_sources = frozenset(self.processor.repartition_topics)
         self.transactional_id = transactional_id
         self.log, self.labels, self.on_commit, self.faults = log, labels, on_commit, faults
         eos = settings.guarantee == "exactly_once"

@@ -85,6 +85,8 @@ class Task(ABC):
     """Where a partition without a committed position starts (OFFSET_INVALID: `auto.offset.reset`)."""
     lag_total: Callable[[int], None] | None = None
     """Also told the total consumer lag (the Iceberg sink exports it as its table's offset lag)."""
+    growing_sources: frozenset[str] = frozenset()
+    """Source topics the task itself writes (repartition topics): caught up means their current end."""
 
     @abstractmethod
     def consumer_config(self) -> dict[str, Any]:
@@ -423,9 +425,20 @@ class TaskManager:
         if not self.assigned:
             return False
         positions = self.consumer_positions()
+
+        def done(tp: TP, end: int) -> bool:
+            return max(positions.get(tp, 0), self.committed.get(tp, 0)) >= end
+
+        fixed = [tp for tp in self.assigned if tp[0] not in self.task.growing_sources]
+        if not all(done(tp, self.end_at_assign.get(tp, 0)) for tp in fixed):
+            return False
+        if self.task.growing_sources and self.task.pending:
+            return False  # what the open transaction wrote to them is not readable yet
+        assert self.reader is not None
         return all(
-            max(positions.get(tp, 0), self.committed.get(tp, 0)) >= self.end_at_assign.get(tp, 0)
+            done(tp, self.reader.get_watermark_offsets(TopicPartition(*tp), timeout=30)[1])
             for tp in self.assigned
+            if tp[0] in self.task.growing_sources
         )
 
     # ---- rebalance callbacks (run inside consume()) -------------------------------------------
