@@ -42,6 +42,7 @@ from streamsvc.runtime.processor import Processor
 from streamsvc.runtime.repartition import REPARTITION_CONFIG
 from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
 from streamsvc.runtime.tasks import TP, RetryBatch, Rewind, Task, TaskManager
+from streamsvc.runtime.timesync import TimeSync, copartition_groups
 from streamsvc.state.changelog import CHANGELOG_CONFIG, read_changelog, write_changes
 from streamsvc.topology.model import Topology
 from streamsvc.windows.watermark import WatermarkTracker
@@ -66,6 +67,9 @@ class StreamTask(Task):
         self.settings = settings
         self.processor = Processor(topology, settings)
         self.growing_sources = frozenset(self.processor.repartition_topics)
+        groups = copartition_groups(self.processor.copartitioned)
+        if groups and settings.max_task_idle_ms >= 0:
+            self.time_sync = TimeSync(groups, settings.max_task_idle_ms, max(1_000, 2 * settings.batch_size))
         self.transactional_id = transactional_id
         self.log, self.labels, self.on_commit, self.faults = log, labels, on_commit, faults
         eos = settings.guarantee == "exactly_once"
