@@ -41,9 +41,10 @@ from streamsvc.runtime.outputs import TopicLimits, fetch_limits, producer_max_by
 from streamsvc.runtime.processor import Processor
 from streamsvc.runtime.repartition import REPARTITION_CONFIG
 from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
+from streamsvc.runtime.stores import TaskState
 from streamsvc.runtime.tasks import TP, RetryBatch, Rewind, Task, TaskManager
 from streamsvc.runtime.timesync import TimeSync, copartition_groups
-from streamsvc.state.changelog import CHANGELOG_CONFIG, read_changelog, write_changes
+from streamsvc.state.changelog import CHANGELOG_CONFIG
 from streamsvc.topology.model import Topology
 from streamsvc.windows.watermark import WatermarkTracker
 
@@ -92,6 +93,7 @@ class StreamTask(Task):
         self._last_idle_check = 0.0
         self.global_readers: list[GlobalTableReader] = []
         self.reports = DeliveryReports()
+        self.state = TaskState(self.processor, settings, self.reports, log, labels, self.obs)
         self.calls = GuardedCalls(self.name)
         self.timeouts = ClientTimeouts(settings.client_timeout_ms / 1000, settings.client_deadline_ms / 1000)
         self.producer: Producer | None = None
@@ -226,25 +228,8 @@ class StreamTask(Task):
     # ---- state ----------------------------------------------------------------------------------
 
     def restore(self, partitions: set[TP], committed: Mapping[TP, int]) -> None:
-        """Rebuild the state of `partitions` from their changelogs, up to the committed offsets."""
-        for store in self.processor.stores:
-            for topic, partition in sorted(partitions):
-                if topic != store.source_topic:
-                    continue
-                up_to = committed.get((topic, partition), 0)
-                progress = self.obs.restore_progress(store.name, partition)
-                entries = read_changelog(
-                    self.settings.bootstrap_servers,
-                    store.changelog_topic,
-                    partition,
-                    up_to,
-                    progress=progress,
-                )
-                store.engine.restore(partition, entries)
-                m.STATE_RESTORED.labels(**self.labels, store=store.name).inc(len(entries))
-                self.log.info(
-                    "state_restored", store=store.name, partition=partition, entries=len(entries), up_to=up_to
-                )
+        """Rebuild the state of `partitions` as of the committed offsets (see `runtime.stores`)."""
+        self.state.restore(partitions, committed)
         windowed = [p for t, p in partitions if t in self._window_topics]
         if windowed:
             restored = {p: wm for p in windowed if (wm := self._partition_watermark(p)) is not None}
@@ -254,22 +239,7 @@ class StreamTask(Task):
         windowed = [p for t, p in partitions if t in self._window_topics]
         self.watermarks.revoke(windowed)
         self.obs.forget_partitions(windowed)
-        for store in self.processor.stores:
-            for topic, partition in partitions:
-                if topic == store.source_topic:
-                    store.engine.drop(partition)
-
-    def _flush_state(self, positions: Mapping[TP, int], committed: Mapping[TP, int]) -> None:
-        """Write the state changed since the last commit to the changelogs, inside the open transaction,
-        tagged with the source offset it reflects. Once per commit, so each changed entry goes once."""
-        assert self.producer is not None
-        for store in self.processor.stores:
-            for partition in sorted(store.engine.partitions):
-                changes = store.engine.changes(partition)
-                if changes:
-                    key = (store.source_topic, partition)
-                    source_offset = positions.get(key, committed.get(key, 0))
-                    write_changes(self.producer, store.changelog_topic, partition, changes, source_offset)
+        self.state.drop(partitions)
 
     def _partition_watermark(self, partition: int) -> int | None:
         marks = [w.engine.watermark(partition) for w in self.processor.windows]
@@ -290,6 +260,7 @@ class StreamTask(Task):
 
     def process(self, records: list[Message]) -> None:
         self._begin()
+        self.state.clean = False
         started = time.perf_counter()
         result = self.processor.process(records)
         self.faults("before_produce")
@@ -338,6 +309,7 @@ class StreamTask(Task):
         for partition in sorted(self.watermarks.partitions):
             if not self.watermarks.is_idle(partition):
                 continue
+            self.state.clean = False
             result = self.processor.advance_idle(partition, wall_ms)
             if result.outputs:
                 self._begin()
@@ -355,15 +327,18 @@ class StreamTask(Task):
     def commit(self, positions: dict[TP, int], committed: Mapping[TP, int]) -> Rewind | None:
         assert self.committer is not None
         self.faults("before_flush_state")
-        self._flush_state(positions, committed)
+        assert self.producer is not None
+        self.state.flush(self.producer, positions, committed)
         self.faults("after_flush_state")
         offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
         result = self.committer.commit(offsets)
         if not result.committed:
             self._pending.clear()
+            self.state.aborted()
             found = self.processor.quarantine.block(result.rejected)
             return Rewind("the broker refused records" if found else "commit failed", progress=found > 0)
         self.processor.quarantine.release({**committed, **positions})
+        self.state.committed()
         self._outcome, self._pending = self._pending, Tally()
         self.totals.add(self._outcome)
         if self.on_commit is not None:
@@ -375,6 +350,7 @@ class StreamTask(Task):
 
     def abort(self) -> None:
         self._pending.clear()
+        self.state.aborted()
         if self.committer is not None:
             self.committer.abort()
 
@@ -390,6 +366,7 @@ class StreamTask(Task):
             except KafkaException as exc:
                 self.log.warning("producer_flush_on_close_failed", error=str(exc))
         self.calls.close()
+        self.state.close()
 
 
 class Agent:

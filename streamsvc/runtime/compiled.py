@@ -31,6 +31,12 @@ class CompiledWindow:
     dlq_topic: str
     forward: Emit
     rows: list[tuple[int, int, Any, int, Any]] = field(default_factory=list)  # (msg#, partition, k, t, v)
+    persistent: bool = False  # committed state in a local RocksDB with a checkpoint
+
+    @property
+    def resident(self) -> bool:
+        """The engine works on its local store (nothing to load into memory on restore)."""
+        return self.engine.resident
 
     @property
     def name(self) -> str:
@@ -45,6 +51,11 @@ class CompiledTable:
     engine: CdcTable
     source_topic: str
     changelog_topic: str
+    persistent: bool = False
+
+    @property
+    def resident(self) -> bool:
+        return self.persistent
 
 
 @dataclass
@@ -69,6 +80,8 @@ class CompiledIntervalJoin:
     forward: Emit = field(default=lambda k, v, out: None)
     right_topic: str = ""
     rows: list[tuple[int, int, int, Any, int, Any]] = field(default_factory=list)  # msg#, part, side, k, t, v
+    persistent: bool = False
+    resident = False
 
 
 CompiledStore = CompiledWindow | CompiledTable | CompiledIntervalJoin

@@ -32,7 +32,8 @@ from streamsvc.serde.base import Serde, SerdeContext
 from streamsvc.serde.raw import BytesSerde
 from streamsvc.serde.windowed import SessionWindowedSerde, TimeWindowedSerde, WindowedJsonSerde
 from streamsvc.state.changelog import changelog_topic
-from streamsvc.state.store import KeyValueStore, SqliteStore
+from streamsvc.state.local import LocalState, LocalStates
+from streamsvc.state.store import KeyValueStore
 from streamsvc.topology.model import (
     BranchOp,
     FilterOp,
@@ -96,6 +97,7 @@ class TopologyCompiler:
         self.sources: dict[str, CompiledSource] = {}
         self.repartitions: list[CompiledRepartition] = []
         self.settings = settings
+        self.local_states: LocalStates | None = None
         for src in topology.sources:
             if src.table is not None:
                 real = settings.topic(src.topic)
@@ -104,6 +106,7 @@ class TopologyCompiler:
                     CdcTable(src.table.name, self._store_factory(settings, src.table)),
                     real,
                     changelog_topic(settings.app_id, self.agent, src.table.name),
+                    persistent=src.table.store == "rocksdb",
                 )
         for src in topology.sources:
             real = settings.topic(src.topic)
@@ -130,12 +133,18 @@ class TopologyCompiler:
         if loops:
             raise TopologyError(f"{topology.name!r} would write to its source topics {sorted(loops)}")
 
+    def _local(self, store: str) -> Callable[[int], LocalState]:
+        """The local store of each partition of operator `store` (RocksDB with a checkpoint)."""
+        if self.local_states is None:
+            s = self.settings
+            # The instance id keeps two workers on one host apart (and must be stable to reuse state).
+            base = s.effective_state_dir / s.app_id / s.effective_instance_id / self.agent
+            self.local_states = LocalStates(base)
+        states = self.local_states
+        return lambda partition: states.open(store, partition)
+
     def _store_factory(self, settings: Settings, table: TableRef) -> Callable[[int], KeyValueStore] | None:
-        if table.store != "disk":
-            return None
-        # The instance id keeps two workers on one host apart; files are rebuilt on every assignment.
-        base = settings.effective_state_dir / settings.app_id / settings.effective_instance_id / self.agent
-        return lambda partition: SqliteStore(base / table.name / f"{partition}.sqlite")
+        return self._local(table.name) if table.store == "rocksdb" else None
 
     @property
     def stores(self) -> list[CompiledStore]:
@@ -239,12 +248,16 @@ class TopologyCompiler:
         raise TopologyError(f"unknown operator {op!r}")
 
     def _compile_window(self, op: WindowOp, forward: Emit, settings: Settings, source: str, dlq: str) -> Emit:
+        persistent = op.store == "rocksdb"
         engine = WindowedAggregation(
-            op.window, op.aggregation, op.emit, allowed_lateness_ms=op.allowed_lateness_ms
+            op.window,
+            op.aggregation,
+            op.emit,
+            allowed_lateness_ms=op.allowed_lateness_ms,
+            store=self._local(op.name) if persistent else None,
         )
-        window = CompiledWindow(
-            op, engine, source, changelog_topic(settings.app_id, self.agent, op.name), dlq, forward
-        )
+        topic = changelog_topic(settings.app_id, self.agent, op.name)
+        window = CompiledWindow(op, engine, source, topic, dlq, forward, persistent=persistent)
         self.windows.append(window)
         rows, ctx, pick, check = window.rows, self._ctx, op.value, op.aggregation.check
 
@@ -356,7 +369,12 @@ class TopologyCompiler:
                 spec.grace_ms,
             )
             join = CompiledIntervalJoin(
-                spec.name, engine, "", changelog_topic(settings.app_id, self.agent, spec.name), dlq
+                spec.name,
+                engine,
+                "",
+                changelog_topic(settings.app_id, self.agent, spec.name),
+                dlq,
+                persistent=spec.store == "rocksdb",
             )
             self.interval_joins[spec.name] = join
         side = 0 if isinstance(op, IntervalJoinOp) else 1

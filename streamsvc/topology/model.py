@@ -25,6 +25,16 @@ from streamsvc.windows.spec import Emit, WindowSpec
 KeyFormat = Literal["kafka", "json", "legacy"]
 """How window results are keyed: `kafka` (Kafka Streams' windowed-key layout), `json`, or `legacy`."""
 KEY_FORMATS: tuple[KeyFormat, ...] = ("kafka", "json", "legacy")
+STORES = ("memory", "rocksdb", "disk")
+"""Where operator state lives: in memory, or in RocksDB under `Settings.state_dir` with a local
+checkpoint, so a restart restores only the changelog's tail ("disk" is an alias of "rocksdb")."""
+
+
+def _check_store(store: str) -> str:
+    if store not in STORES:
+        raise TopologyError(f"store must be one of {STORES}, got {store!r}")
+    return "rocksdb" if store == "disk" else store
+
 
 EventTimeExtractor = Callable[[Any, int], int]
 """(decoded value, Kafka timestamp in ms) -> event time in ms."""
@@ -98,6 +108,7 @@ class WindowOp:
     value: Callable[[Any], Any] | None
     allowed_lateness_ms: int
     key_format: KeyFormat = "kafka"
+    store: str = "memory"
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,7 @@ class TableRef:
     name: str
     topic: str
     replicated: bool = False  # a global table: every instance holds all partitions
-    store: str = "memory"  # "memory" or "disk" (SQLite files under Settings.state_dir)
+    store: str = "memory"  # "memory" or "rocksdb" (alias "disk"; under Settings.state_dir)
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,7 @@ class IntervalJoinOp:
     combine: Callable[[Any, Any], Any]
     how: str
     grace_ms: int
+    store: str = "memory"
 
 
 @dataclass(frozen=True)
@@ -275,6 +287,7 @@ class Stream:
         value: Callable[[Any], Any] | None = None,
         allowed_lateness_ms: int = 0,
         key_format: KeyFormat = "kafka",
+        store: str = "memory",
     ) -> Stream:
         """Aggregate per key in event-time windows (`streamsvc.windows`), state kept in a changelog topic.
 
@@ -285,6 +298,9 @@ class Stream:
         `{"start", "end", "value"}`. Update-mode retractions are tombstones on the retracted window's
         key. Records whose windows are all closed are routed to the DLQ with stage `late`. After
         `select_key` the stream is repartitioned first (`<app_id>-<name>-repartition`).
+        `store="rocksdb"`: tumbling and hopping windows keep their state in RocksDB (memory holds only
+        the batch), the others in memory with a RocksDB copy; either way restarts read only the
+        changelog's tail.
         """
         if any(n == name for n in self.topology.store_names):
             raise TopologyError(f"store name {name!r} is used twice in {self.topology.name!r}")
@@ -292,7 +308,10 @@ class Stream:
             raise TopologyError(f"key_format must be one of {KEY_FORMATS}, got {key_format!r}")
         node = self._keyed(name)
         self.topology.store_names.append(name)
-        return node._then(WindowOp(name, window, aggregation, emit, value, allowed_lateness_ms, key_format))
+        op = WindowOp(
+            name, window, aggregation, emit, value, allowed_lateness_ms, key_format, _check_store(store)
+        )
+        return node._then(op)
 
     def join(
         self, table: TableRef, combine: Callable[[Any, dict[str, Any] | None], Any], how: str = "inner"
@@ -314,18 +333,21 @@ class Stream:
         combine: Callable[[Any, Any], Any],
         how: str = "inner",
         grace_ms: int = 0,
+        store: str = "memory",
     ) -> Stream:
         """Join this (left) stream with `other` (right) on the key (bytes) in event time: a left record
         at t meets every right record with t - before_ms <= t' <= t + after_ms, giving
         `combine(left, right)`; with `how="left"` an unmatched left record gives `combine(left, None)`
         once its interval has closed. Watermark per partition = max event time of either side - grace;
-        records below it are late (DLQ stage `late`). Both topics must be co-partitioned."""
+        records below it are late (DLQ stage `late`). Both topics must be co-partitioned; their records
+        are processed in timestamp order (`max_task_idle_ms`). `store="rocksdb"` keeps a RocksDB copy
+        of the buffers so that restarts read only the changelog's tail."""
         if how not in ("inner", "left"):
             raise TopologyError(f"interval join how must be 'inner' or 'left', got {how!r}")
         if name in self.topology.store_names:
             raise TopologyError(f"store name {name!r} is used twice in {self.topology.name!r}")
         self.topology.store_names.append(name)
-        op = IntervalJoinOp(name, before_ms, after_ms, combine, how, grace_ms)
+        op = IntervalJoinOp(name, before_ms, after_ms, combine, how, grace_ms, _check_store(store))
         other._keyed(f"{name}-right")._then(IntervalJoinRightOp(op))
         return self._keyed(f"{name}-left")._then(op)
 
@@ -396,12 +418,11 @@ class Topology:
     ) -> TableRef:
         """Declare a table from a Debezium CDC topic (logical name): the latest row per Kafka key;
         deletes and tombstones remove it. State is kept per partition with a changelog topic, in memory
-        or, with `store="disk"`, in SQLite files under `Settings.state_dir` (state larger than memory)."""
+        or, with `store="rocksdb"` (or `"disk"`), in RocksDB under `Settings.state_dir` with a local
+        checkpoint (state larger than memory; restarts read only the changelog's tail)."""
         from streamsvc.serde.debezium import DebeziumSerde
 
-        if store not in ("memory", "disk"):
-            raise TopologyError(f"table store must be 'memory' or 'disk', got {store!r}")
-        ref = TableRef(name or topic, topic, store=store)
+        ref = TableRef(name or topic, topic, store=_check_store(store))
         if ref.name in self.store_names:
             raise TopologyError(f"store name {ref.name!r} is used twice in {self.name!r}")
         self.store_names.append(ref.name)
