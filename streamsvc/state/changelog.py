@@ -104,7 +104,7 @@ def read_changelog_from(
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING if start_offset is None else low)])
         deadline, last = time.monotonic() + stall_timeout, -1
         while True:
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+            for msg in consumer.consume(num_messages=10_000, timeout=0.1):
                 if msg.error() is not None:
                     continue
                 tag = dict(msg.headers() or []).get(SOURCE_OFFSET_HEADER)

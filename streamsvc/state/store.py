@@ -85,12 +85,25 @@ class SqliteStore:
         self._path.unlink(missing_ok=True)
 
 
-def _options() -> Any:
-    from rocksdict import Options
+_BLOCK_CACHE: Any = None
 
+
+def _options() -> Any:
+    """Small memtables and one block cache shared by every store of the process: state on disk
+    should not cost the memory it saves (RocksDB's defaults take 64 MB per memtable)."""
+    global _BLOCK_CACHE
+    from rocksdict import BlockBasedOptions, Cache, Options
+
+    if _BLOCK_CACHE is None:
+        _BLOCK_CACHE = Cache(32 << 20)
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.create_missing_column_families(True)
+    opts.set_write_buffer_size(8 << 20)
+    opts.set_max_write_buffer_number(2)
+    table = BlockBasedOptions()
+    table.set_block_cache(_BLOCK_CACHE)
+    opts.set_block_based_table_factory(table)
     return opts
 
 
