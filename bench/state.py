@@ -7,8 +7,9 @@ Pre-loads one record per key (all in one open one-hour window, 4 partitions), th
 each, under exactly-once: a first run until caught up (its events/s, CPU and peak RSS), then a restart
 after that clean stop with no new input, timed from process start to exit, with the changelog entries
 it restored and the seconds its restores took (from its `state_restored` log lines). The in-memory
-store replays the whole changelog; the RocksDB store reads only the tail past its checkpoint. The
-window then is closed and every count checked (a wrong result fails the run).
+store replays the whole changelog; the RocksDB store reads only the tail past its checkpoint. Both
+runs bound the consumer's prefetch (`queued.max.messages.kbytes` = 16 MB), so peak RSS compares the
+state. The window then is closed and every count checked (a wrong result fails the run).
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def main() -> None:
     print(f"state run {run}: {args.keys:,} keys on {args.partitions} partitions", flush=True)
     rows = []
     topics = [source, f"{source}.dlq"]
+    # The same bounded prefetch for both: what is compared is the memory the state takes.
+    config = Path(tempfile.mkdtemp(prefix="bench-state-conf-")) / "streamsvc.toml"
+    config.write_text('[consumer]\n"queued.max.messages.kbytes" = 16384\n')
     for store in ("memory", "rocksdb"):
         app, out = f"bench-state-{run}-{store}", f"bench.{run}.{store}.counts"
         changelog = f"{app}.stored-counts.counts.changelog"
@@ -94,6 +98,7 @@ def main() -> None:
             "STREAMSVC_TOPIC_OUTPUT": out,
             "STREAMSVC_COMMIT_INTERVAL_MS": "1000",
             "STREAMSVC_BATCH_SIZE": "5000",
+            "STREAMSVC_CONFIG": str(config),
         }
         print(f"running: {store} store, first run ...", flush=True)
         first = run_child(

@@ -40,7 +40,7 @@ class LocalState:
     """One store partition's committed state on disk, with writes since the last commit in memory.
     `cache_entries` committed values are also kept in memory (read cache)."""
 
-    def __init__(self, path: Path, cache_entries: int = 100_000) -> None:
+    def __init__(self, path: Path, cache_entries: int = 20_000) -> None:
         self.path = path
         self.db = RocksDBStore(path)
         self.pending: dict[bytes, bytes | None] = {}

@@ -88,18 +88,19 @@ class SqliteStore:
 _BLOCK_CACHE: Any = None
 
 
-def _options() -> Any:
+def _options(write_buffer: int = 4 << 20) -> Any:
     """Small memtables and one block cache shared by every store of the process: state on disk
     should not cost the memory it saves (RocksDB's defaults take 64 MB per memtable)."""
     global _BLOCK_CACHE
     from rocksdict import BlockBasedOptions, Cache, Options
 
     if _BLOCK_CACHE is None:
-        _BLOCK_CACHE = Cache(32 << 20)
+        _BLOCK_CACHE = Cache(16 << 20)
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.create_missing_column_families(True)
-    opts.set_write_buffer_size(8 << 20)
+    opts.set_write_buffer_size(write_buffer)
+    opts.set_db_write_buffer_size(2 * write_buffer)
     opts.set_max_write_buffer_number(2)
     table = BlockBasedOptions()
     table.set_block_cache(_BLOCK_CACHE)
@@ -117,7 +118,7 @@ class RocksDBStore:
 
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = Rdict(str(path), _options(), column_families={"meta": _options()})
+        self._db = Rdict(str(path), _options(), column_families={"meta": _options(256 << 10)})
         self._meta = self._db.get_column_family("meta")
         self._meta_handle = self._db.get_column_family_handle("meta")
 
