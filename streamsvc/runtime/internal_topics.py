@@ -35,14 +35,22 @@ def plan_internal_topics(
     compiled: TopologyCompiler, source_partitions: Mapping[str, int]
 ) -> list[InternalTopic]:
     """Repartition topics (upstream first) then changelogs, given the partition counts of the external
-    source topics (`external_sources`). A repartition topic without a set count takes its upstream's."""
+    source topics (`external_sources`). A repartition topic without a set count takes the count of the
+    topic it is joined with, else its upstream's."""
     counts = dict(source_partitions)
     missing = sorted(set(external_sources(compiled)) - set(counts))
     if missing:
         raise TopologyError(f"partition counts of source topics {missing} are needed")
     plan: list[InternalTopic] = []
+    partners: dict[str, list[str]] = {}
+    for a, b in compiled.copartitioned:
+        partners.setdefault(a, []).append(b)
+        partners.setdefault(b, []).append(a)
     for r in compiled.repartitions:  # compiled upstream first, so its count is known
-        n = r.partitions or counts[r.upstream_topic]
+        # Without a set count, one joined with a topic takes that topic's count (co-partitioned, as
+        # Kafka Streams does), else the upstream's.
+        joined = [counts[t] for t in partners.get(r.topic, []) if t in counts]
+        n = r.partitions or (joined[0] if joined else counts[r.upstream_topic])
         counts[r.topic] = n
         plan.append(InternalTopic(r.topic, n, "repartition", dict(REPARTITION_CONFIG)))
     for store in compiled.stores:

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from streamsvc.runtime.topics import admin_client, end_offsets, read_all
 from streamsvc.serde import StringSerde
 from streamsvc.serde.base import SerdeContext
-from streamsvc.serde.windowed import TimeWindowedSerde
+from streamsvc.serde.windowed import SessionWindowedSerde, TimeWindowedSerde
 from tests.support import ROOT, WorkerProcess, committed_offsets, produce, wait_for
 
 TOPOLOGY = str(ROOT / "tests" / "topologies" / "stored_counts.py")
@@ -32,7 +33,11 @@ def restores(log: Path) -> list[dict[str, Any]]:
     return out
 
 
-def test_restart_reads_the_tail_only_and_a_sigkill_stays_exact(bootstrap: str, names, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("window", ["tumbling", "session"])
+def test_restart_reads_the_tail_only_and_a_sigkill_stays_exact(
+    bootstrap: str, names, tmp_path: Path, window: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Tumbling: the window state lives in RocksDB; session: in memory, with a RocksDB copy."""
     rng = random.Random(4)
     now = int(time.time() * 1000)
     base = (now - SIZE) // SIZE * SIZE - SIZE  # one window, ended in the past: nothing is late
@@ -50,6 +55,7 @@ def test_restart_reads_the_tail_only_and_a_sigkill_stays_exact(bootstrap: str, n
         "STREAMSVC_TOPIC_OUTPUT": names("output"),
         "STREAMSVC_COMMIT_INTERVAL_MS": "200",
         "STREAMSVC_BATCH_SIZE": "500",
+        "STREAMSVC_TEST_WINDOW": window,
     }
     group = f"{app}.stored-counts"
     encode = lambda k, t: (k.encode(), orjson.dumps({"t": t}))  # noqa: E731
@@ -94,14 +100,22 @@ def test_restart_reads_the_tail_only_and_a_sigkill_stays_exact(bootstrap: str, n
     worker = WorkerProcess(TOPOLOGY, env, ("--until-caught-up",), log=tmp_path / "close.log")
     assert worker.wait(240) == 0
     worker.close()
-    expected = {(cell, n) for cell, n in _cells(rows).items()}
-    serde, ctx = TimeWindowedSerde(SIZE, StringSerde()), SerdeContext("out", True)
-    got: Counter[tuple[tuple[str, int], int]] = Counter()
+    if window == "tumbling":
+        serde: Any = TimeWindowedSerde(SIZE, StringSerde())
+        expected = Counter({((k, start, start + SIZE), n): 1 for (k, start), n in _cells(rows).items()})
+    else:
+        serde = SessionWindowedSerde(SIZE, StringSerde())
+        times: dict[str, list[int]] = {}
+        for k, t in rows:
+            times.setdefault(k, []).append(t)
+        expected = Counter({((k, min(ts), max(ts) + SIZE), len(ts)): 1 for k, ts in times.items()})
+    ctx = SerdeContext("out", True)
+    got: Counter[tuple[tuple[str, int, int], int]] = Counter()
     for m in read_all(bootstrap, names("output")):
         w = serde.deserialize(m.key(), ctx)
         if not w.key.startswith("close-"):
-            got[((w.key, w.start_ms), orjson.loads(m.value()))] += 1
-    assert got == Counter({k: 1 for k in expected})
+            got[((w.key, w.start_ms, w.end_ms), orjson.loads(m.value()))] += 1
+    assert got == expected
 
 
 def _cells(rows: list[tuple[str, int]]) -> Counter[tuple[str, int]]:
