@@ -4,7 +4,9 @@
 
 Pre-loads deterministic Nexmark bids (bench/nexmark.py, partition = auction % partitions, keyed by
 auction), runs raw confluent-kafka consume-and-discard (the limit) and `topologies/nexmark_q5.py` under
-exactly-once, one child process each, then checks every emitted window count against an offline
+exactly-once -- state in memory without and with time synchronisation (`max_task_idle_ms` -1 and 0),
+and resident in RocksDB (`bench/topologies/nexmark_q5_rocksdb.py`) -- one child process each, then
+checks every emitted window count of each against an offline
 computation with the same semantics (per-partition watermark, grace; windows closed by the partition's
 final watermark). A wrong result fails the run instead of producing a time.
 """
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import orjson
 from confluent_kafka import Producer
@@ -27,6 +32,11 @@ from streamsvc.dev import kafka
 from streamsvc.runtime.topics import admin_client, delete_topics, ensure_topics, read_all
 
 SIZE, ADVANCE, GRACE = 10_000, 2_000, 1_000
+VARIANTS = [  # (name, topology, max_task_idle_ms)
+    ("streamsvc Q5-lite EOS, in-memory, no time sync", "topologies/nexmark_q5.py", "-1"),
+    ("streamsvc Q5-lite EOS, in-memory, time sync on", "topologies/nexmark_q5.py", "0"),
+    ("streamsvc Q5-lite EOS, RocksDB store, time sync on", "bench/topologies/nexmark_q5_rocksdb.py", "0"),
+]
 
 
 def oracle(per_partition: dict[int, list[Bid]]) -> Counter[tuple[str, int, int, int]]:
@@ -60,6 +70,7 @@ def main() -> None:
     bootstrap = os.environ.get("STREAMSVC_BOOTSTRAP_SERVERS") or kafka.start(kafka.LocalKafka.from_env())
     admin = admin_client(bootstrap)
     run = uuid.uuid4().hex[:8]
+    state_dir = Path(tempfile.mkdtemp(prefix="bench-q5-state-"))
     source, output = f"bench.{run}.bids", f"bench.{run}.bid_counts"
     ensure_topics(admin, {source: args.partitions})
     print(f"Q5-lite run {run}: {args.records:,} bids on {args.partitions} partitions", flush=True)
@@ -91,16 +102,22 @@ def main() -> None:
         "STREAMSVC_TOPIC_BIDS": source,
         "STREAMSVC_TOPIC_BID_COUNTS": output,
     }
-    print("running: streamsvc Q5-lite EOS, 1 s commits ...", flush=True)
-    q5 = run_child(
-        "streamsvc Q5-lite EOS, 1 s commits",
-        [sys.executable, "-m", "streamsvc.cli.main", "run", "topologies/nexmark_q5.py", "--until-caught-up"],
-        env,
-        args.records,
-    )
     expected = oracle(per_partition)
-    results = [raw, q5]
-    gate = {q5.name: check(bootstrap, output, expected)}
+    results = [raw]
+    gate: dict[str, str] = {}
+    outputs, apps = [], []
+    for name, topology, idle in VARIANTS:
+        out, app = f"{output}.{len(outputs)}", f"bench-q5-{run}-{len(outputs)}"
+        outputs.append(out)
+        apps.append(app)
+        print(f"running: {name} ...", flush=True)
+        variant_env = {**env, "STREAMSVC_APP_ID": app, "STREAMSVC_TOPIC_BID_COUNTS": out}
+        variant_env["STREAMSVC_MAX_TASK_IDLE_MS"] = idle
+        variant_env["STREAMSVC_STATE_DIR"] = str(state_dir)
+        command = [sys.executable, "-m", "streamsvc.cli.main", "run", topology, "--until-caught-up"]
+        result = run_child(name, command, variant_env, args.records)
+        results.append(result)
+        gate[name] = check(bootstrap, out, expected)
     if args.peers_python:
         peer_output = f"bench.{run}.quix_counts"
         print("running: Quix Streams Q5-lite exactly-once, 1 s commits ...", flush=True)
@@ -113,11 +130,13 @@ def main() -> None:
     for name, verdict in gate.items():
         print(f"  correctness gate, {name}: {verdict}")
     print_table(results)
-    changelog = f"bench-q5-{run}.nexmark-q5-lite.bids-per-auction.changelog"
-    delete_topics(admin, [source, output, f"{source}.dlq", changelog])
+    changelogs = [f"{app}.nexmark-q5-lite.bids-per-auction.changelog" for app in apps]
+    delete_topics(admin, [source, f"{source}.dlq", *outputs, *changelogs])
+    shutil.rmtree(state_dir, ignore_errors=True)
     # A wrong streamsvc result fails the run; a peer's differences are reported in its gate line.
-    if not gate[q5.name].startswith("equal"):
-        raise SystemExit("WRONG RESULT: streamsvc does not equal the offline computation (see its gate line)")
+    wrong = [name for name, _, _ in VARIANTS if not gate[name].startswith("equal")]
+    if wrong:
+        raise SystemExit(f"WRONG RESULT: {wrong} do not equal the offline computation (see the gate lines)")
 
 
 def check(bootstrap: str, topic: str, expected: Counter[tuple[str, int, int, int]]) -> str:

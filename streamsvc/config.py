@@ -40,6 +40,7 @@ class Settings:
     dlq_suffix: str = ".dlq"
     idle_timeout_ms: int = 0  # windows: a partition without records this long stops holding back (0: never)
     wall_clock_fallback: bool = False  # windows: idle partitions' watermark follows the wall clock
+    max_task_idle_ms: int = 0  # co-partitioned inputs: wait this long for a caught-up empty one (-1: never)
     state_dir: str = ""  # disk-backed stores; defaults to $STREAMSVC_HOME/state or ~/.cache/streamsvc/state
     wait_for_sources_s: float = (
         0.0  # wait this long for missing source topics before failing (0: fail at once)
@@ -157,6 +158,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         raise ConfigError("commit_interval_ms and batch_size must be positive")
     if settings.client_timeout_ms <= 0 or settings.client_deadline_ms < settings.client_timeout_ms:
         raise ConfigError("client_timeout_ms must be positive and client_deadline_ms at least as large")
+    if settings.max_task_idle_ms < -1:
+        raise ConfigError("max_task_idle_ms must be -1 (no time synchronisation) or >= 0")
     if settings.max_consecutive_aborts <= 0 or settings.wait_for_sources_s < 0:
         raise ConfigError("max_consecutive_aborts must be positive and wait_for_sources_s >= 0")
     return settings

@@ -22,6 +22,6 @@ def bid_time(bid: dict[str, Any], _kafka_ts: int) -> int:
 topology = Topology("nexmark-q5-lite")
 (
     topology.source("bids", value_serde=JsonSerde(), event_time=bid_time)
-    .window("bids-per-auction", WINDOW, Count())
+    .window("bids-per-auction", WINDOW, Count(), key_format="legacy")
     .to("bid_counts", value_serde=JsonSerde())
 )

@@ -35,9 +35,15 @@ class DeliveryReports:
         self._failed: list[str] = []
         self.track_offsets = track_offsets
         self.first_offsets: dict[tuple[str, int], int] = {}  # with `track_offsets`: per topic partition
+        self.watched: frozenset[str] = frozenset()
+        self.last_offsets: dict[tuple[str, int], int] = {}  # of `watched` topics; the caller clears it
 
     def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
+            if self.watched and msg.topic() in self.watched:
+                tp = (msg.topic() or "", msg.partition() or 0)
+                with self._lock:
+                    self.last_offsets[tp] = max(self.last_offsets.get(tp, -1), msg.offset())
             if self.track_offsets:
                 tp = (msg.topic() or "", msg.partition() or 0)
                 with self._lock:
@@ -48,6 +54,12 @@ class DeliveryReports:
                 self._rejected.append(Rejected(msg.topic() or "", msg.key(), msg.value(), str(err)))
             elif err.code() not in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
                 self._failed.append(f"{msg.topic()}: {err}")
+
+    def take_last_offsets(self) -> dict[tuple[str, int], int]:
+        """The last delivered offset per partition of the `watched` topics since the last call."""
+        with self._lock:
+            last, self.last_offsets = self.last_offsets, {}
+        return last
 
     def take(self) -> tuple[list[Rejected], list[str]]:
         """(record-level refusals, other failures) since the last call; also forgets `first_offsets`."""

@@ -77,8 +77,8 @@ class CdcTable:
     """The latest row per primary key of a co-partitioned CDC topic, with per-partition state.
 
     Rows live in one `KeyValueStore` per partition (primary key -> orjson row): `InMemoryStore` by
-    default, or what `store_factory(partition)` returns, e.g. a `SqliteStore` for tables larger than
-    memory. Stores are rebuilt from the changelog on assignment, never trusted from a previous run.
+    default, or what `store_factory(partition)` returns: with `store="disk"` a `LocalState` (RocksDB with
+    a checkpoint), which the runtime restores from the changelog's tail only (`restore_local`).
     """
 
     partitioned = True
@@ -151,6 +151,12 @@ class CdcTable:
         if store is not None:
             store.close()
         self._dirty.pop(partition, None)
+
+    def restore_local(self, partition: int) -> None:
+        """Take the partition's rows as the store `store_factory` gives holds them (a local store that
+        is already restored and checkpointed), without copying them."""
+        self._dirty.pop(partition, None)
+        self._stores[partition] = self._factory(partition)
 
 
 class GlobalTable:

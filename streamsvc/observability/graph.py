@@ -18,6 +18,7 @@ from streamsvc.topology.model import (
     JoinTableOp,
     MapOp,
     PeekOp,
+    RepartitionOp,
     SelectKeyOp,
     Stream,
     Topology,
@@ -84,6 +85,8 @@ def _describe(op: Any) -> tuple[str, str]:
         return f"interval join {op.name} ({op.how})", op.name
     if isinstance(op, BranchOp):
         return "branch " + ", ".join(name for name, _ in op.predicates), ""
+    if isinstance(op, RepartitionOp):
+        return f"repartition {op.name}", ""
     label = _SIMPLE.get(type(op))
     if label is not None:
         fn = getattr(op, "fn", None) or getattr(op, "predicate", None)
@@ -94,6 +97,8 @@ def _describe(op: Any) -> tuple[str, str]:
 
 def topology_graph(topology: Topology, settings: Settings) -> Graph:
     """The graph of one topology, with real topic names (`Settings.topics`)."""
+    from streamsvc.runtime.repartition import repartition_topic  # runtime imports this module
+
     graph = Graph()
     agent = topology.name
     interval_nodes: dict[int, str] = {}
@@ -131,7 +136,9 @@ def topology_graph(topology: Topology, settings: Settings) -> Graph:
                 real = settings.topic(table.topic)
                 graph.add(Node(table_id, TABLE, f"{kind} {table.name}", real, table.name))
                 graph.link(table_id, here, "lookup")
-            repartition = getattr(op, "repartition_topic", None)  # re-keying operators name their topic
+            repartition = (
+                repartition_topic(settings.app_id, op.name) if isinstance(op, RepartitionOp) else None
+            )
             if repartition:
                 graph.add(Node(f"repartition:{repartition}", REPARTITION, repartition, repartition))
                 graph.link(here, f"repartition:{repartition}")

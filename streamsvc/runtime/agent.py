@@ -37,11 +37,15 @@ from streamsvc.observability.recorder import AgentMetrics
 from streamsvc.registry.client import bind_registry
 from streamsvc.runtime.compiled import Tally
 from streamsvc.runtime.global_tables import GlobalTableReader
+from streamsvc.runtime.internal_topics import consumer_group, external_sources, plan_internal_topics
 from streamsvc.runtime.outputs import TopicLimits, fetch_limits, producer_max_bytes
 from streamsvc.runtime.processor import Processor
+from streamsvc.runtime.repartition import REPARTITION_CONFIG
 from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
+from streamsvc.runtime.stores import TaskState
 from streamsvc.runtime.tasks import TP, RetryBatch, Rewind, Task, TaskManager
-from streamsvc.state.changelog import CHANGELOG_CONFIG, read_changelog, write_changes
+from streamsvc.runtime.timesync import TimeSync, copartition_groups
+from streamsvc.state.changelog import CHANGELOG_CONFIG
 from streamsvc.topology.model import Topology
 from streamsvc.windows.watermark import WatermarkTracker
 
@@ -64,6 +68,10 @@ class StreamTask(Task):
         self.name = topology.name
         self.settings = settings
         self.processor = Processor(topology, settings)
+        self.growing_sources = frozenset(self.processor.repartition_topics)
+        groups = copartition_groups(self.processor.copartitioned)
+        if groups and settings.max_task_idle_ms >= 0:
+            self.time_sync = TimeSync(groups, settings.max_task_idle_ms, max(1_000, 2 * settings.batch_size))
         self.transactional_id = transactional_id
         self.log, self.labels, self.on_commit, self.faults = log, labels, on_commit, faults
         eos = settings.guarantee == "exactly_once"
@@ -86,6 +94,7 @@ class StreamTask(Task):
         self._last_idle_check = 0.0
         self.global_readers: list[GlobalTableReader] = []
         self.reports = DeliveryReports()
+        self.state = TaskState(self.processor, settings, self.reports, log, labels, self.obs)
         self.calls = GuardedCalls(self.name)
         self.timeouts = ClientTimeouts(settings.client_timeout_ms / 1000, settings.client_deadline_ms / 1000)
         self.producer: Producer | None = None
@@ -98,7 +107,7 @@ class StreamTask(Task):
         s = self.settings
         conf: dict[str, Any] = {
             "bootstrap.servers": s.bootstrap_servers,
-            "group.id": s.effective_group_id,
+            "group.id": consumer_group(self.processor, s),
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed" if s.guarantee == "exactly_once" else "read_uncommitted",
@@ -159,16 +168,20 @@ class StreamTask(Task):
         """Sources must exist; co-partitioning is checked; sink, DLQ and changelog topics are created
         with their source's partition count (sinks: the largest)."""
         proc = self.processor
-        counts = source_partitions(admin, proc.source_topics, self.settings.wait_for_sources_s, self.log)
+        external = external_sources(proc)
+        counts = source_partitions(admin, external, self.settings.wait_for_sources_s, self.log)
+        plan = plan_internal_topics(proc, counts)
+        repartitions = {t.name: t.partitions for t in plan if t.kind == "repartition"}
+        created = ensure_internal(admin, repartitions, REPARTITION_CONFIG)
+        counts.update(repartitions)
         for stream_topic, table_topic in proc.copartitioned:
             check_copartitioned({t: counts[t] for t in (stream_topic, table_topic)})
-        created = ensure_internal(
-            admin, dict.fromkeys({s.topic for s in proc.sinks}, max(counts.values())), strict=False
-        )
+        sinks = {s.topic for s in proc.sinks} - set(repartitions)
+        created += ensure_internal(admin, dict.fromkeys(sinks, max(counts.values())), strict=False)
         created += ensure_internal(
             admin, {s.dlq_topic: counts[t] for t, s in proc.sources.items()}, strict=False
         )
-        changelogs = {store.changelog_topic: counts[store.source_topic] for store in proc.stores}
+        changelogs = {t.name: t.partitions for t in plan if t.kind == "changelog"}
         created += ensure_internal(admin, changelogs, CHANGELOG_CONFIG)
         if created:
             self.log.info("topics_created", topics=created)
@@ -202,25 +215,8 @@ class StreamTask(Task):
     # ---- state ----------------------------------------------------------------------------------
 
     def restore(self, partitions: set[TP], committed: Mapping[TP, int]) -> None:
-        """Rebuild the state of `partitions` from their changelogs, up to the committed offsets."""
-        for store in self.processor.stores:
-            for topic, partition in sorted(partitions):
-                if topic != store.source_topic:
-                    continue
-                up_to = committed.get((topic, partition), 0)
-                progress = self.obs.restore_progress(store.name, partition)
-                entries = read_changelog(
-                    self.settings.bootstrap_servers,
-                    store.changelog_topic,
-                    partition,
-                    up_to,
-                    progress=progress,
-                )
-                store.engine.restore(partition, entries)
-                m.STATE_RESTORED.labels(**self.labels, store=store.name).inc(len(entries))
-                self.log.info(
-                    "state_restored", store=store.name, partition=partition, entries=len(entries), up_to=up_to
-                )
+        """Rebuild the state of `partitions` as of the committed offsets (see `runtime.stores`)."""
+        self.state.restore(partitions, committed)
         windowed = [p for t, p in partitions if t in self._window_topics]
         if windowed:
             restored = {p: wm for p in windowed if (wm := self._partition_watermark(p)) is not None}
@@ -230,22 +226,7 @@ class StreamTask(Task):
         windowed = [p for t, p in partitions if t in self._window_topics]
         self.watermarks.revoke(windowed)
         self.obs.forget_partitions(windowed)
-        for store in self.processor.stores:
-            for topic, partition in partitions:
-                if topic == store.source_topic:
-                    store.engine.drop(partition)
-
-    def _flush_state(self, positions: Mapping[TP, int], committed: Mapping[TP, int]) -> None:
-        """Write the state changed since the last commit to the changelogs, inside the open transaction,
-        tagged with the source offset it reflects. Once per commit, so each changed entry goes once."""
-        assert self.producer is not None
-        for store in self.processor.stores:
-            for partition in sorted(store.engine.partitions):
-                changes = store.engine.changes(partition)
-                if changes:
-                    key = (store.source_topic, partition)
-                    source_offset = positions.get(key, committed.get(key, 0))
-                    write_changes(self.producer, store.changelog_topic, partition, changes, source_offset)
+        self.state.drop(partitions)
 
     def _partition_watermark(self, partition: int) -> int | None:
         marks = [w.engine.watermark(partition) for w in self.processor.windows]
@@ -266,6 +247,7 @@ class StreamTask(Task):
 
     def process(self, records: list[Message]) -> None:
         self._begin()
+        self.state.clean = False
         started = time.perf_counter()
         result = self.processor.process(records)
         self.faults("before_produce")
@@ -314,6 +296,7 @@ class StreamTask(Task):
         for partition in sorted(self.watermarks.partitions):
             if not self.watermarks.is_idle(partition):
                 continue
+            self.state.clean = False
             result = self.processor.advance_idle(partition, wall_ms)
             if result.outputs:
                 self._begin()
@@ -331,15 +314,18 @@ class StreamTask(Task):
     def commit(self, positions: dict[TP, int], committed: Mapping[TP, int]) -> Rewind | None:
         assert self.committer is not None
         self.faults("before_flush_state")
-        self._flush_state(positions, committed)
+        assert self.producer is not None
+        self.state.flush(self.producer, positions, committed)
         self.faults("after_flush_state")
         offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
         result = self.committer.commit(offsets)
         if not result.committed:
             self._pending.clear()
+            self.state.aborted()
             found = self.processor.quarantine.block(result.rejected)
             return Rewind("the broker refused records" if found else "commit failed", progress=found > 0)
         self.processor.quarantine.release({**committed, **positions})
+        self.state.committed()
         self._outcome, self._pending = self._pending, Tally()
         self.totals.add(self._outcome)
         if self.on_commit is not None:
@@ -351,6 +337,7 @@ class StreamTask(Task):
 
     def abort(self) -> None:
         self._pending.clear()
+        self.state.aborted()
         if self.committer is not None:
             self.committer.abort()
 
@@ -366,6 +353,7 @@ class StreamTask(Task):
             except KafkaException as exc:
                 self.log.warning("producer_flush_on_close_failed", error=str(exc))
         self.calls.close()
+        self.state.close()
 
 
 class Agent:

@@ -11,6 +11,7 @@ from typing import Any
 from streamsvc.dlq.records import OutputRecord, Stage
 from streamsvc.joins.interval import IntervalJoin
 from streamsvc.joins.table import CdcTable, GlobalTable
+from streamsvc.runtime.repartition import KEY_TYPE_HEADER, encode_typed_key
 from streamsvc.serde.base import Serde, SerdeContext
 from streamsvc.topology.model import Source, WindowOp
 from streamsvc.windows.operator import WindowedAggregation
@@ -30,6 +31,12 @@ class CompiledWindow:
     dlq_topic: str
     forward: Emit
     rows: list[tuple[int, int, Any, int, Any]] = field(default_factory=list)  # (msg#, partition, k, t, v)
+    persistent: bool = False  # committed state in a local RocksDB with a checkpoint
+
+    @property
+    def resident(self) -> bool:
+        """The engine works on its local store (nothing to load into memory on restore)."""
+        return self.engine.resident
 
     @property
     def name(self) -> str:
@@ -44,6 +51,11 @@ class CompiledTable:
     engine: CdcTable
     source_topic: str
     changelog_topic: str
+    persistent: bool = False
+
+    @property
+    def resident(self) -> bool:
+        return self.persistent
 
 
 @dataclass
@@ -68,6 +80,8 @@ class CompiledIntervalJoin:
     forward: Emit = field(default=lambda k, v, out: None)
     right_topic: str = ""
     rows: list[tuple[int, int, int, Any, int, Any]] = field(default_factory=list)  # msg#, part, side, k, t, v
+    persistent: bool = False
+    resident = False
 
 
 CompiledStore = CompiledWindow | CompiledTable | CompiledIntervalJoin
@@ -80,6 +94,27 @@ class CompiledSink:
     value_serde: Serde
     key_ctx: SerdeContext
     value_ctx: SerdeContext
+    event_time: bool = False  # stamp outputs with the record's event time (repartition topics)
+    typed_keys: bool = False  # keys keep their type through a `streamsvc.key.type` header
+
+    def record(self, key: Any, value: Any, timestamp_ms: int) -> OutputRecord:
+        """The output record of (key, value), serialized (raises on a key or value it cannot write)."""
+        vb = self.value_serde.serialize(value, self.value_ctx)
+        if self.typed_keys:
+            kb, tag = encode_typed_key(key)
+            return OutputRecord(self.topic, kb, vb, timestamp_ms, [(KEY_TYPE_HEADER, tag)])
+        return OutputRecord(self.topic, self.key_serde.serialize(key, self.key_ctx), vb, timestamp_ms)
+
+
+@dataclass(frozen=True)
+class CompiledRepartition:
+    """An internal repartition topic: written by the sub-topology of `upstream_topic`, read back as a
+    source. `partitions` None: as many as `upstream_topic`."""
+
+    name: str
+    topic: str
+    upstream_topic: str
+    partitions: int | None
 
 
 @dataclass(frozen=True)
@@ -90,6 +125,7 @@ class CompiledSource:
     key_ctx: SerdeContext
     value_ctx: SerdeContext
     emit: Emit
+    typed_keys: bool = False  # a repartition topic whose keys carry their type in a header
 
 
 @dataclass

@@ -25,7 +25,9 @@ from streamsvc.joins.interval import CombineFailed
 from streamsvc.runtime.compiled import CompiledIntervalJoin, CompiledSource, CompiledWindow, Tally
 from streamsvc.runtime.outputs import RecordRejected
 from streamsvc.runtime.tasks import RetryBatch
+from streamsvc.serde.windowed import Windowed
 from streamsvc.windows.aggregations import Count
+from streamsvc.windows.results import WindowResult
 
 if TYPE_CHECKING:
     from streamsvc.runtime.processor import Processor
@@ -93,13 +95,27 @@ def _fold_window(
             raise _poisoned(proc, messages[rows[exc.index][0]], window.name, exc) from exc
         for j in np.flatnonzero(out.late):
             late_hits[rows[j][0]] += 1
-        for result in out.results:
-            value = (
-                None
-                if result.tombstone
-                else {"start": result.start_ms, "end": result.end_ms, "value": _plain(result.value)}
-            )
-            emit_derived(proc, window, result.key, value, result.end_ms, outputs, tally, now_ms)
+        _emit_windows(proc, window, out.results, outputs, tally, now_ms)
+
+
+def _emit_windows(
+    proc: Processor,
+    window: CompiledWindow,
+    results: list[WindowResult],
+    outputs: list[OutputRecord],
+    tally: Tally,
+    now_ms: int,
+) -> None:
+    """Send window results on: keyed by `Windowed(key, start, end)` with the aggregate as value (a
+    retraction: None), or, in the legacy layout, by the record key with `{"start", "end", "value"}`."""
+    legacy = window.op.key_format == "legacy"
+    for r in results:
+        if legacy:
+            key: Any = r.key
+            value = None if r.tombstone else {"start": r.start_ms, "end": r.end_ms, "value": _plain(r.value)}
+        else:
+            key, value = Windowed(r.key, r.start_ms, r.end_ms), None if r.tombstone else _plain(r.value)
+        emit_derived(proc, window, key, value, r.end_ms, outputs, tally, now_ms)
 
 
 def _fold_join(
@@ -143,13 +159,8 @@ def advance_idle(proc: Processor, partition: int, wall_clock_ms: int) -> tuple[l
     for window in proc.windows:
         if partition not in window.engine.partitions:
             continue
-        for result in window.engine.advance(partition, wall_clock_ms - window.op.allowed_lateness_ms):
-            value = (
-                None
-                if result.tombstone
-                else {"start": result.start_ms, "end": result.end_ms, "value": _plain(result.value)}
-            )
-            emit_derived(proc, window, result.key, value, result.end_ms, outputs, tally, now_ms)
+        closed = window.engine.advance(partition, wall_clock_ms - window.op.allowed_lateness_ms)
+        _emit_windows(proc, window, closed, outputs, tally, now_ms)
     return outputs, tally
 
 
@@ -176,11 +187,11 @@ def emit_derived(
         store.forward(key, value, downstream)
         for sid, k, v in downstream:
             sink = proc.sinks[sid]
-            kb, vb = sink.key_serde.serialize(k, sink.key_ctx), sink.value_serde.serialize(v, sink.value_ctx)
-            proc.limits(sink.topic).check(kb, vb, timestamp_ms, now_ms)
-            if blocked and (sink.topic, kb, vb) in blocked:
-                raise RecordRejected(blocked[(sink.topic, kb, vb)])
-            outputs.append(OutputRecord(sink.topic, kb, vb, timestamp_ms))
+            rec = sink.record(k, v, timestamp_ms)
+            proc.limits(sink.topic).check(rec.key, rec.value, timestamp_ms, now_ms)
+            if blocked and (sink.topic, rec.key, rec.value) in blocked:
+                raise RecordRejected(blocked[(sink.topic, rec.key, rec.value)])
+            outputs.append(rec)
     except Exception as exc:  # the result is kept, as JSON, in the source's DLQ
         del outputs[mark:]
         outputs.append(_dead_result(proc, store, key, value, exc))

@@ -51,6 +51,7 @@ from streamsvc.observability.http import HealthState
 from streamsvc.observability.lag import ConsumerLag
 from streamsvc.observability.logging import kafka_logging
 from streamsvc.observability.recorder import AgentMetrics, Outcome
+from streamsvc.runtime.timesync import TimeSync
 from streamsvc.runtime.topics import admin_client
 
 TP = tuple[str, int]
@@ -85,6 +86,10 @@ class Task(ABC):
     """Where a partition without a committed position starts (OFFSET_INVALID: `auto.offset.reset`)."""
     lag_total: Callable[[int], None] | None = None
     """Also told the total consumer lag (the Iceberg sink exports it as its table's offset lag)."""
+    growing_sources: frozenset[str] = frozenset()
+    """Source topics the task itself writes (repartition topics): caught up means their current end."""
+    time_sync: TimeSync | None = None
+    """Co-partitioned inputs merged by timestamp (see `runtime.timesync`); None: arrival order."""
 
     @abstractmethod
     def consumer_config(self) -> dict[str, Any]:
@@ -198,6 +203,7 @@ class TaskManager:
         self._resubscribe_due = False
         self.consumer: Consumer
         self.reader: Consumer | None = None
+        self.sync = task.time_sync
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -239,6 +245,8 @@ class TaskManager:
                     ]
                     self._rewind_after_poll = set()
                 now = time.monotonic()
+                if self.sync is not None:
+                    records = self._synchronise(records, now)
                 self.health.polled(self.name)
                 m.LAST_POLL.labels(**self.labels).set(time.time())
                 if records:
@@ -301,6 +309,29 @@ class TaskManager:
         if good and self.first_record_at is None:
             self.first_record_at = time.monotonic()
         return good
+
+    def _synchronise(self, records: list[Message], now: float) -> list[Message]:
+        """Buffer the records of co-partitioned inputs and take what each task may process now, in
+        timestamp order; pause partitions that buffer too much."""
+        assert self.sync is not None
+        free = self.sync.add(records)
+        ready = self.sync.take(now, self._fetched_to_end)
+        pause, resume = self.sync.flow()
+        if pause:
+            self.consumer.pause([TopicPartition(t, p) for t, p in pause])
+        if resume:
+            self.consumer.resume([TopicPartition(t, p) for t, p in resume])
+        return free + ready if free else ready
+
+    def _fetched_to_end(self, tp: TP) -> bool:
+        """Whether the consumer has fetched everything the broker holds of `tp` (its cached end)."""
+        part = TopicPartition(*tp)
+        low, high = self.consumer.get_watermark_offsets(part, cached=True)
+        if high < 0:
+            return False  # no fetch response yet: the end is not known
+        position = self.consumer.position([part])[0].offset
+        done = max(position, self._next.get(tp, -1), self.committed.get(tp, -1))
+        return done >= high or high <= low
 
     def _process(self, records: list[Message]) -> None:
         try:
@@ -395,6 +426,12 @@ class TaskManager:
         partitions = partitions & self.assigned
         if not partitions:
             return
+        if self.sync is not None:  # buffered records are fetched again from the rewound positions
+            resume = self.sync.paused & partitions
+            self.sync.drop(partitions)
+            self.sync.assign(partitions)
+            if resume:
+                self.consumer.resume([TopicPartition(t, p) for t, p in sorted(resume)])
         self.task.restore(partitions, self.committed)
         for topic, partition in sorted(partitions):
             tp = (topic, partition)
@@ -420,12 +457,23 @@ class TaskManager:
 
     def caught_up(self) -> bool:
         """Every assigned partition processed up to its end offset at assignment."""
-        if not self.assigned:
+        if not self.assigned or (self.sync is not None and self.sync.buffered):
             return False
         positions = self.consumer_positions()
+
+        def done(tp: TP, end: int) -> bool:
+            return max(positions.get(tp, 0), self.committed.get(tp, 0)) >= end
+
+        fixed = [tp for tp in self.assigned if tp[0] not in self.task.growing_sources]
+        if not all(done(tp, self.end_at_assign.get(tp, 0)) for tp in fixed):
+            return False
+        if self.task.growing_sources and self.task.pending:
+            return False  # what the open transaction wrote to them is not readable yet
+        assert self.reader is not None
         return all(
-            max(positions.get(tp, 0), self.committed.get(tp, 0)) >= self.end_at_assign.get(tp, 0)
+            done(tp, self.reader.get_watermark_offsets(TopicPartition(*tp), timeout=30)[1])
             for tp in self.assigned
+            if tp[0] in self.task.growing_sources
         )
 
     # ---- rebalance callbacks (run inside consume()) -------------------------------------------
@@ -474,6 +522,9 @@ class TaskManager:
                     _, high = self.reader.get_watermark_offsets(TopicPartition(*tp), timeout=30)
                     self.end_at_assign[tp] = high
             self.task.restore(set(tps), self.committed)
+            if self.sync is not None:
+                self.sync.drop(tps)  # an eager assignment fetches every partition afresh, unpaused
+                self.sync.assign(tps)
             assignment = [TopicPartition(t, p, starts.get((t, p), self.task.default_start)) for t, p in tps]
             if self.incremental:
                 consumer.incremental_assign(assignment)
@@ -521,6 +572,8 @@ class TaskManager:
             for book in (self.committed, self.positions, self._next, self._first, self.end_at_assign):
                 book.pop(tp, None)
         self._rewind_after_poll -= tps
+        if self.sync is not None:
+            self.sync.drop(tps)
         self.task.drop(tps)
         m.ASSIGNED_PARTITIONS.labels(**self.labels).set(len(self.assigned))
 

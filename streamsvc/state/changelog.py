@@ -66,6 +66,23 @@ def read_changelog(
     source offset when they were written) is at most `up_to_source_offset` (all of them when None).
     Fails only when the read makes no progress for `stall_timeout` seconds. `progress(offsets read,
     offsets to read)` is called as the read advances (restore metrics)."""
+    return read_changelog_from(
+        bootstrap, topic, partition, up_to_source_offset, None, stall_timeout, progress
+    )[0]
+
+
+def read_changelog_from(
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    up_to_source_offset: int | None,
+    start_offset: int | None,
+    stall_timeout: float = 120.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[tuple[bytes, bytes | None]], int]:
+    """`read_changelog` from `start_offset` on (None: the beginning), and the offset the read reached:
+    the partition's end, the checkpoint of a local store that applied the entries (an end below
+    `start_offset` means the log was deleted and recreated since)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -78,14 +95,16 @@ def read_changelog(
     entries: list[tuple[bytes, bytes | None]] = []
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        if start_offset is not None:
+            low = max(low, start_offset)
         if progress is not None:
             progress(0, max(0, high - low))
         if high <= low:
-            return entries
-        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+            return entries, high  # below `start_offset`: the log was recreated since that checkpoint
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING if start_offset is None else low)])
         deadline, last = time.monotonic() + stall_timeout, -1
         while True:
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+            for msg in consumer.consume(num_messages=10_000, timeout=0.1):
                 if msg.error() is not None:
                     continue
                 tag = dict(msg.headers() or []).get(SOURCE_OFFSET_HEADER)
@@ -97,7 +116,7 @@ def read_changelog(
                 progress(min(position, high) - low, high - low)
             # With read_committed the position passes transaction markers, so it can reach `high`.
             if position >= high:
-                return entries
+                return entries, position
             if position != last:
                 last, deadline = position, time.monotonic() + stall_timeout
             elif time.monotonic() > deadline:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from streamsvc.errors import TopologyError
 from streamsvc.serde.base import Serde
@@ -21,6 +21,20 @@ from streamsvc.serde.raw import BytesSerde
 from streamsvc.validation.expectations import Expectation
 from streamsvc.windows.aggregations import Aggregation
 from streamsvc.windows.spec import Emit, WindowSpec
+
+KeyFormat = Literal["kafka", "json", "legacy"]
+"""How window results are keyed: `kafka` (Kafka Streams' windowed-key layout), `json`, or `legacy`."""
+KEY_FORMATS: tuple[KeyFormat, ...] = ("kafka", "json", "legacy")
+STORES = ("memory", "rocksdb", "disk")
+"""Where operator state lives: in memory, or in RocksDB under `Settings.state_dir` with a local
+checkpoint, so a restart restores only the changelog's tail ("disk" is an alias of "rocksdb")."""
+
+
+def _check_store(store: str) -> str:
+    if store not in STORES:
+        raise TopologyError(f"store must be one of {STORES}, got {store!r}")
+    return "rocksdb" if store == "disk" else store
+
 
 EventTimeExtractor = Callable[[Any, int], int]
 """(decoded value, Kafka timestamp in ms) -> event time in ms."""
@@ -67,7 +81,19 @@ class BranchOp:
 @dataclass(frozen=True)
 class SinkSpec:
     topic: str
-    key_serde: Serde
+    key_serde: Serde | None  # None: the default for the keys reaching it (bytes; windowed after a window)
+    value_serde: Serde
+
+
+@dataclass(frozen=True)
+class RepartitionOp:
+    """Write the stream to the internal topic `<app_id>-<name>-repartition` (partitioned by the current
+    key) and read it back: downstream operators run as their own sub-topology on the topic's partitions
+    (see `Stream.repartition`)."""
+
+    name: str
+    partitions: int | None
+    key_serde: Serde | None  # None: bytes, str, int keep their type (a header carries it)
     value_serde: Serde
 
 
@@ -81,6 +107,8 @@ class WindowOp:
     emit: Emit
     value: Callable[[Any], Any] | None
     allowed_lateness_ms: int
+    key_format: KeyFormat = "kafka"
+    store: str = "memory"
 
 
 @dataclass(frozen=True)
@@ -90,7 +118,7 @@ class TableRef:
     name: str
     topic: str
     replicated: bool = False  # a global table: every instance holds all partitions
-    store: str = "memory"  # "memory" or "disk" (SQLite files under Settings.state_dir)
+    store: str = "memory"  # "memory" or "rocksdb" (alias "disk"; under Settings.state_dir)
 
 
 @dataclass(frozen=True)
@@ -121,6 +149,7 @@ class IntervalJoinOp:
     combine: Callable[[Any, Any], Any]
     how: str
     grace_ms: int
+    store: str = "memory"
 
 
 @dataclass(frozen=True)
@@ -141,7 +170,10 @@ Operator = (
     | JoinTableOp
     | IntervalJoinOp
     | IntervalJoinRightOp
+    | RepartitionOp
 )
+
+_REKEYING = (SelectKeyOp,)
 
 
 @dataclass(eq=False)
@@ -153,19 +185,72 @@ class Stream:
     branch_name: str | None = None
     children: list[Stream] = field(default_factory=list)
     sinks: list[SinkSpec] = field(default_factory=list)
+    rekeyed: bool = False
+    """The key was changed (`select_key`) since the source or the last repartition: a stateful operator
+    downstream repartitions first."""
 
     def _then(self, op: Operator | None, branch_name: str | None = None) -> Stream:
-        child = Stream(self.topology, op, branch_name)
+        rekeyed = isinstance(op, _REKEYING) or (self.rekeyed and not isinstance(op, RepartitionOp))
+        child = Stream(self.topology, op, branch_name, rekeyed=rekeyed)
         self.children.append(child)
         return child
+
+    def _keyed(self, name: str) -> Stream:
+        """This stream, or its automatic repartition when the key was changed upstream."""
+        if not self.rekeyed:
+            return self
+        taken = self.topology.repartition_names
+        unique, n = name, 1
+        while unique in taken:
+            n += 1
+            unique = f"{name}-{n}"
+        return self.repartition(unique)
 
     def map(self, fn: Callable[[Any], Any]) -> Stream:
         """Replace each value by `fn(value)`; the key is kept."""
         return self._then(MapOp(fn))
 
     def select_key(self, fn: Callable[[Any, Any], Any]) -> Stream:
-        """Re-key each record with `fn(key, value)`."""
+        """Re-key each record with `fn(key, value)`. A stateful operator after it (window, join)
+        repartitions first, through `<app_id>-<operator name>-repartition` (see `repartition`)."""
         return self._then(SelectKeyOp(fn))
+
+    def group_by(
+        self,
+        key: Callable[[Any, Any], Any] | str,
+        name: str,
+        partitions: int | None = None,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+    ) -> Stream:
+        """Re-key by `key(key, value)` (or by the value's field `key`) and repartition (Kafka Streams'
+        `groupBy`): records with one key meet in one partition of `<app_id>-<name>-repartition`, so a
+        window or join downstream sees every record of a key. A record whose key cannot be computed
+        or encoded (the function raises, the field is missing, the key is None) goes to the DLQ."""
+        fn = _field_key(key) if isinstance(key, str) else key
+        return self.select_key(fn).repartition(name, partitions, key_serde, value_serde)
+
+    def repartition(
+        self,
+        name: str,
+        partitions: int | None = None,
+        key_serde: Serde | None = None,
+        value_serde: Serde | None = None,
+    ) -> Stream:
+        """Write every record to the internal topic `<app_id>-<name>-repartition`, partitioned by its
+        key, in the same transaction as the input offsets, and go on from the records read back: the
+        operators downstream run as their own sub-topology. The topic is created by the runtime (and
+        `streamsvc topics create`) with `partitions`, default the source topic's count. Records keep
+        their event time as their Kafka timestamp. `value_serde` defaults to JSON; `key_serde` to
+        bytes/str/int keys that keep their type. A None key cannot be partitioned: it goes to the DLQ."""
+        if name in self.topology.repartition_names:
+            raise TopologyError(f"repartition name {name!r} is used twice in {self.topology.name!r}")
+        if partitions is not None and (isinstance(partitions, bool) or partitions < 1):
+            raise TopologyError(f"repartition partitions must be a positive int, got {partitions!r}")
+        from streamsvc.serde.json import JsonSerde
+
+        self.topology.repartition_names.append(name)
+        return self._then(RepartitionOp(name, partitions, key_serde, value_serde or JsonSerde()))
 
     def filter(self, predicate: Callable[[Any], bool]) -> Stream:
         """Keep the records for which `predicate(value)` is true; the others count as filtered."""
@@ -201,17 +286,32 @@ class Stream:
         emit: Emit = "final",
         value: Callable[[Any], Any] | None = None,
         allowed_lateness_ms: int = 0,
+        key_format: KeyFormat = "kafka",
+        store: str = "memory",
     ) -> Stream:
         """Aggregate per key in event-time windows (`streamsvc.windows`), state kept in a changelog topic.
 
         `value(v)` picks what to aggregate (default: the value; `Count` needs nothing). Downstream
-        records have the same key and the value `{"start": ms, "end": ms, "value": aggregate}`.
-        Records whose windows are all closed are routed to the DLQ with stage `late`.
+        records are keyed by `Windowed(key, start_ms, end_ms)` with the aggregate as value; a sink
+        without a key serde writes the key in `key_format`: `"kafka"` (Kafka Streams' windowed-key
+        layout, `streamsvc.serde.windowed`) or `"json"`. `"legacy"` keeps the record key and the value
+        `{"start", "end", "value"}`. Update-mode retractions are tombstones on the retracted window's
+        key. Records whose windows are all closed are routed to the DLQ with stage `late`. After
+        `select_key` the stream is repartitioned first (`<app_id>-<name>-repartition`).
+        `store="rocksdb"`: tumbling and hopping windows keep their state in RocksDB (memory holds only
+        the batch), the others in memory with a RocksDB copy; either way restarts read only the
+        changelog's tail.
         """
         if any(n == name for n in self.topology.store_names):
             raise TopologyError(f"store name {name!r} is used twice in {self.topology.name!r}")
+        if key_format not in KEY_FORMATS:
+            raise TopologyError(f"key_format must be one of {KEY_FORMATS}, got {key_format!r}")
+        node = self._keyed(name)
         self.topology.store_names.append(name)
-        return self._then(WindowOp(name, window, aggregation, emit, value, allowed_lateness_ms))
+        op = WindowOp(
+            name, window, aggregation, emit, value, allowed_lateness_ms, key_format, _check_store(store)
+        )
+        return node._then(op)
 
     def join(
         self, table: TableRef, combine: Callable[[Any, dict[str, Any] | None], Any], how: str = "inner"
@@ -222,7 +322,7 @@ class Stream:
         `"inner"` counts them as filtered. The stream and table topics must be co-partitioned."""
         if how not in ("inner", "left"):
             raise TopologyError(f"join how must be 'inner' or 'left', got {how!r}")
-        return self._then(JoinTableOp(table, combine, how))
+        return self._keyed(f"{table.name}-join")._then(JoinTableOp(table, combine, how))
 
     def interval_join(
         self,
@@ -233,26 +333,36 @@ class Stream:
         combine: Callable[[Any, Any], Any],
         how: str = "inner",
         grace_ms: int = 0,
+        store: str = "memory",
     ) -> Stream:
         """Join this (left) stream with `other` (right) on the key (bytes) in event time: a left record
         at t meets every right record with t - before_ms <= t' <= t + after_ms, giving
         `combine(left, right)`; with `how="left"` an unmatched left record gives `combine(left, None)`
         once its interval has closed. Watermark per partition = max event time of either side - grace;
-        records below it are late (DLQ stage `late`). Both topics must be co-partitioned."""
+        records below it are late (DLQ stage `late`). Both topics must be co-partitioned; their records
+        are processed in timestamp order (`max_task_idle_ms`). `store="rocksdb"` keeps a RocksDB copy
+        of the buffers so that restarts read only the changelog's tail."""
         if how not in ("inner", "left"):
             raise TopologyError(f"interval join how must be 'inner' or 'left', got {how!r}")
         if name in self.topology.store_names:
             raise TopologyError(f"store name {name!r} is used twice in {self.topology.name!r}")
         self.topology.store_names.append(name)
-        op = IntervalJoinOp(name, before_ms, after_ms, combine, how, grace_ms)
-        other._then(IntervalJoinRightOp(op))
-        return self._then(op)
+        op = IntervalJoinOp(name, before_ms, after_ms, combine, how, grace_ms, _check_store(store))
+        other._keyed(f"{name}-right")._then(IntervalJoinRightOp(op))
+        return self._keyed(f"{name}-left")._then(op)
 
     def to(self, topic: str, value_serde: Serde, key_serde: Serde | None = None) -> Stream:
         """Write every record reaching this node to `topic` (a logical name)."""
-        self.sinks.append(SinkSpec(topic, key_serde or BytesSerde(), value_serde))
+        self.sinks.append(SinkSpec(topic, key_serde, value_serde))
         self.topology.sink_topics.add(topic)
         return self
+
+
+def _field_key(name: str) -> Callable[[Any, Any], Any]:
+    def key(_key: Any, value: Any) -> Any:
+        return value[name]
+
+    return key
 
 
 @dataclass(eq=False)
@@ -277,6 +387,7 @@ class Topology:
     sink_topics: set[str] = field(default_factory=set)
     store_names: list[str] = field(default_factory=list)
     global_tables: list[GlobalTableSpec] = field(default_factory=list)
+    repartition_names: list[str] = field(default_factory=list)
 
     def source(
         self,
@@ -307,12 +418,11 @@ class Topology:
     ) -> TableRef:
         """Declare a table from a Debezium CDC topic (logical name): the latest row per Kafka key;
         deletes and tombstones remove it. State is kept per partition with a changelog topic, in memory
-        or, with `store="disk"`, in SQLite files under `Settings.state_dir` (state larger than memory)."""
+        or, with `store="rocksdb"` (or `"disk"`), in RocksDB under `Settings.state_dir` with a local
+        checkpoint (state larger than memory; restarts read only the changelog's tail)."""
         from streamsvc.serde.debezium import DebeziumSerde
 
-        if store not in ("memory", "disk"):
-            raise TopologyError(f"table store must be 'memory' or 'disk', got {store!r}")
-        ref = TableRef(name or topic, topic, store=store)
+        ref = TableRef(name or topic, topic, store=_check_store(store))
         if ref.name in self.store_names:
             raise TopologyError(f"store name {ref.name!r} is used twice in {self.name!r}")
         self.store_names.append(ref.name)

@@ -25,15 +25,17 @@ the partition's in-memory state is undefined: abort the transaction and restore 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import numpy.typing as npt
 
+from streamsvc.state.local import LocalState
 from streamsvc.windows._base import Keys, PartitionEngine
 from streamsvc.windows._fixed import FixedColumnar, FixedRecords
 from streamsvc.windows._session import SessionRecords
 from streamsvc.windows._sliding import SlidingRecords
+from streamsvc.windows._stored import FixedStored
 from streamsvc.windows.aggregations import Aggregation, ColumnarAggregation, Values
 from streamsvc.windows.results import WindowOutput, WindowResult
 from streamsvc.windows.spec import EMIT_MODES, Emit, Hopping, Session, Sliding, Tumbling, WindowSpec
@@ -57,6 +59,7 @@ class WindowedAggregation:
         *,
         allowed_lateness_ms: int = 0,
         vectorize: bool = True,
+        store: Callable[[int], LocalState] | None = None,
     ) -> None:
         if emit not in EMIT_MODES:
             raise ValueError(f"emit must be one of {EMIT_MODES}, got {emit!r}")
@@ -71,12 +74,20 @@ class WindowedAggregation:
         self.window, self.aggregation, self.emit = window, aggregation, emit
         self.allowed_lateness_ms = allowed_lateness_ms
         self.vectorize = vectorize
+        self.store = store
         self._parts: dict[int, PartitionEngine] = {}
 
-    def _new(self) -> PartitionEngine:
+    @property
+    def resident(self) -> bool:
+        """Whether the state lives in the `store` (tumbling and hopping windows) instead of memory."""
+        return self.store is not None and isinstance(self.window, Tumbling | Hopping)
+
+    def _new(self, partition: int) -> PartitionEngine:
         w, agg, emit, lateness = self.window, self.aggregation, self.emit, self.allowed_lateness_ms
         if isinstance(w, Tumbling):
             w = w.as_hopping()
+        if isinstance(w, Hopping) and self.store is not None:
+            return FixedStored(w, agg, emit, lateness, self.store(partition))
         if isinstance(w, Hopping):
             if self.vectorize and isinstance(agg, ColumnarAggregation):
                 return FixedColumnar(w, agg, emit, lateness)
@@ -88,7 +99,7 @@ class WindowedAggregation:
     def _part(self, partition: int) -> PartitionEngine:
         engine = self._parts.get(partition)
         if engine is None:
-            engine = self._parts[partition] = self._new()
+            engine = self._parts[partition] = self._new(partition)
         return engine
 
     @property
@@ -133,8 +144,12 @@ class WindowedAggregation:
         live: dict[bytes, bytes | None] = {}
         for key, value in entries:
             live[key] = value
-        engine = self._parts[partition] = self._new()
+        engine = self._parts[partition] = self._new(partition)
         engine.restore({k: v for k, v in live.items() if v is not None})
+
+    def restore_local(self, partition: int) -> None:
+        """A `resident` engine: take the partition's state as its store holds it (committed)."""
+        self._parts[partition] = self._new(partition)
 
     def drop(self, partition: int) -> None:
         """Forget a revoked partition's state (its changelog keeps it)."""

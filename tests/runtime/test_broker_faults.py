@@ -89,7 +89,12 @@ def test_paused_broker_the_worker_resumes_the_same_commit(
     worker = WorkerProcess(TOPOLOGY, env, args=("--until-caught-up",), log=log)
     try:
         wait_for(
-            lambda: sum(committed_offsets(bootstrap, app, names("input"), PARTITIONS).values()) > 2_000,
+            lambda: (
+                sum(
+                    committed_offsets(bootstrap, f"{app}.keyed-windowed", names("input"), PARTITIONS).values()
+                )
+                > 2_000
+            ),
             90,
             "progress",
         )
@@ -124,7 +129,12 @@ def test_restarted_broker_the_worker_recovers_with_exact_output(
     restarts = 0
     try:
         wait_for(
-            lambda: sum(committed_offsets(bootstrap, app, names("input"), PARTITIONS).values()) > 2_000,
+            lambda: (
+                sum(
+                    committed_offsets(bootstrap, f"{app}.keyed-windowed", names("input"), PARTITIONS).values()
+                )
+                > 2_000
+            ),
             90,
             "progress",
         )

@@ -102,6 +102,7 @@ def topology(kind: str, case: Case) -> Topology:
             case.aggregation(),
             value=lambda v: v["x"],
             allowed_lateness_ms=case.lateness,
+            key_format="legacy",
         )
         .to("output", value_serde=JsonSerde())
     )

@@ -134,7 +134,10 @@ def test_crash_and_scale_out_restore_state_exactly(bootstrap: str, names, tmp_pa
     env["STREAMSVC_CONFIG"] = str(config)
 
     def progress() -> int:
-        return sum(max(o, 0) for o in committed_offsets(bootstrap, app, source, PARTITIONS).values())
+        return sum(
+            max(o, 0)
+            for o in committed_offsets(bootstrap, f"{app}.windowed-count", source, PARTITIONS).values()
+        )
 
     per_part = max(len(r) for r in parts.values())
     chunks = [per_part * i // 4 for i in range(5)]
@@ -150,7 +153,9 @@ def test_crash_and_scale_out_restore_state_exactly(bootstrap: str, names, tmp_pa
     before = progress()
     wait_for(lambda: progress() > before, 90, "restarted progress")
     b = WorkerProcess(TOPOLOGY, {**env, "STREAMSVC_INSTANCE_ID": "b"}, log=log)
-    wait_for(lambda: members(bootstrap, app) == 2, 90, "the second instance to join the group")
+    wait_for(
+        lambda: members(bootstrap, f"{app}.windowed-count") == 2, 90, "the second instance to join the group"
+    )
     load(bootstrap, source, parts, chunks[2], chunks[3])
     before = progress()
     wait_for(lambda: progress() > before, 90, "progress with two instances")
@@ -159,7 +164,11 @@ def test_crash_and_scale_out_restore_state_exactly(bootstrap: str, names, tmp_pa
     b.close()
     # A static member does not leave on close (a restart must not rebalance): its partitions move back
     # once its session times out, as after a real scale-in.
-    wait_for(lambda: members(bootstrap, app) == 1, 90, "the group to shrink back to one instance")
+    wait_for(
+        lambda: members(bootstrap, f"{app}.windowed-count") == 1,
+        90,
+        "the group to shrink back to one instance",
+    )
     load(bootstrap, source, parts, chunks[3], chunks[4])
     a.terminate()
     assert a.wait(60) == 0

@@ -22,4 +22,6 @@ source = topology.source(
     "input", value_serde=JsonSerde(), expectations=[not_null("id")], event_time=lambda v, _ts: int(v["t"])
 )
 source.map(transform).to("output", value_serde=JsonSerde())
-source.window("counts", Tumbling(WINDOW_MS), Count()).to("windows", value_serde=JsonSerde())
+source.window("counts", Tumbling(WINDOW_MS), Count(), key_format="legacy").to(
+    "windows", value_serde=JsonSerde()
+)

@@ -40,7 +40,9 @@ src = topology.source(
     "input", value_serde=JsonSerde(), expectations=[not_null("id")], event_time=lambda v, _ts: int(v["t"])
 )
 routes = src.branch(windowed=lambda v: bool(v.get("w")), default="plain")
-routes["windowed"].window("counts", Tumbling(1_000), Count()).to("counts", value_serde=JsonSerde())
+routes["windowed"].window("counts", Tumbling(1_000), Count(), key_format="legacy").to(
+    "counts", value_serde=JsonSerde()
+)
 (
     routes["plain"]
     .peek(stall)

@@ -18,6 +18,6 @@ def event_time(value: dict[str, Any], _kafka_ts: int) -> int:
 topology = Topology("windowed-count")
 (
     topology.source("input", value_serde=JsonSerde(), event_time=event_time)
-    .window("counts", Tumbling(SIZE_MS, grace_ms=GRACE_MS), Count())
+    .window("counts", Tumbling(SIZE_MS, grace_ms=GRACE_MS), Count(), key_format="legacy")
     .to("output", value_serde=JsonSerde())
 )
