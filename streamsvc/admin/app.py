@@ -15,6 +15,7 @@ from typing import Literal
 
 from streamsvc.config import Settings
 from streamsvc.errors import ConfigError
+from streamsvc.runtime.internal_topics import agent_group_id
 from streamsvc.runtime.processor import Processor
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
 from streamsvc.topology.model import Topology
@@ -89,7 +90,7 @@ def load_app(
     outputs = sorted({s.topic for s in processor.sinks} - set(repartitions))
     app = App(
         app_id=settings.app_id,
-        group=settings.effective_group_id,
+        group=agent_group_id(topology, settings),
         agent=topology.name,
         inputs=sources,
         global_inputs=sorted({g.topic for g in processor.global_tables.values()}),

@@ -71,11 +71,11 @@ def internal_topics(
 
 
 def consumer_group(compiled: TopologyCompiler, settings: Settings) -> str:
-    """The consumer group of an agent: `<group>.<agent>` when it keeps state (windows, tables, interval
+    """The consumer group of an agent: `<group>-<agent>` when it keeps state (windows, tables, interval
     joins), so that one stateful agent's rebalance never moves another's partitions and state;
-    `<group>` (default: the app id) for stateless agents."""
+    `<group>` (default: the app id) for stateless agents. (`<group>.<name>` belongs to Iceberg sinks.)"""
     group = settings.effective_group_id
-    return f"{group}.{compiled.agent}" if compiled.stores else group
+    return f"{group}-{compiled.agent}" if compiled.stores else group
 
 
 def agent_group_id(topology: Topology, settings: Settings) -> str:

@@ -18,15 +18,16 @@ from confluent_kafka.admin import AdminClient
 
 from streamsvc.admin.app_reset import topic_overrides
 from streamsvc.config import Settings, load_settings
+from streamsvc.runtime.internal_topics import agent_group_id
 from streamsvc.runtime.topics import end_offsets, read_all
 from streamsvc.runtime.worker import Worker
-from streamsvc.sinks.iceberg.catalog import CatalogConfig
+from streamsvc.sinks.iceberg.catalog import CatalogConfig, config_env
 from streamsvc.sinks.iceberg.offsets import read_offsets
 from streamsvc.sinks.iceberg.spec import load_specs
 from streamsvc.state.changelog import changelog_topic
 from streamsvc.topology.loader import load_topology
 from tests.admin.support import committed, streamsvc_cli
-from tests.sinks.support import SinkThread, catalog_env, offset_counts, read_rows, sqlite_catalog
+from tests.sinks.support import SinkThread, offset_counts, read_rows, sqlite_catalog
 from tests.support import ROOT, wait_for
 
 APP = str(ROOT / "tests" / "admin" / "apps" / "revenue.py")
@@ -72,7 +73,7 @@ def app_env(bootstrap: str, names, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         "STREAMSVC_TOPIC_ORDERS": names.topic("orders", PARTITIONS),
         "STREAMSVC_TOPIC_REVENUE": names("revenue"),
         "TEST_SINK_TABLE": "admin.revenue",
-        **catalog_env(config),
+        **config_env(config),
     }
     names.track(
         names("revenue"),
@@ -137,7 +138,8 @@ def test_reset_app_replay_reproduces_topic_outputs_and_iceberg_rows(  # type: ig
     windows = Counter((k, orjson.loads(v)["start"]) for c in first.values() for (k, v, _) in c.elements())
     assert max(windows.values()) == 1  # one final result per (key, window)
     changelog = changelog_topic(settings.app_id, "revenue", "revenue")
-    group, sink_group = settings.effective_group_id, f"{settings.effective_group_id}.revenue"
+    group = agent_group_id(load_topology(APP), settings)
+    sink_group = f"{settings.effective_group_id}.revenue"
     before = (committed(admin, group), read_offsets(catalog.load_table("admin.revenue"), sink_group, revenue))
 
     # A dry run prints the plan and changes nothing.
@@ -173,7 +175,8 @@ def test_reset_app_refuses_a_running_application(  # type: ignore[no-untyped-def
     bootstrap: str, admin: AdminClient, names, app_env: dict[str, str], capsys
 ) -> None:
     settings = load_settings()
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": settings.effective_group_id})
+    group = agent_group_id(load_topology(APP), settings)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     assigned = threading.Event()
     consumer.subscribe([app_env["STREAMSVC_TOPIC_ORDERS"]], on_assign=lambda c, ps: assigned.set())
     try:
@@ -181,7 +184,7 @@ def test_reset_app_refuses_a_running_application(  # type: ignore[no-untyped-def
         code, _, err = streamsvc_cli(capsys, "reset-app", APP, "--execute")
         assert code == 3
         assert (
-            f"Error: Assignments can only be reset if the group '{settings.effective_group_id}' is inactive, "
+            f"Error: Assignments can only be reset if the group '{group}' is inactive, "
             "but the current state is Stable." in err
         )
     finally:

@@ -84,15 +84,15 @@ def test_plan_create_describe(bootstrap: str, admin: AdminClient, env: dict[str,
     for i in range(30):
         producer.produce(orders, b"{}", partition=i % 3)
     assert producer.flush(30) == 0
-    commit(admin, env["STREAMSVC_APP_ID"], {(orders, 0): 4, (orders, 1): 10})
+    group = f"{env['STREAMSVC_APP_ID']}-revenue"  # a stateful agent's own group
+    commit(admin, group, {(orders, 0): 4, (orders, 1): 10})
     code, out, err = streamsvc_cli(capsys, "topics", "describe", APP, "--sink", SINK, "--json")
     assert code == 0, err
     rows = {(r["topic"], r["partition"], r["group"]): r for r in orjson.loads(out)["partitions"]}
-    group = env["STREAMSVC_APP_ID"]
     assert rows[(orders, 0, group)]["lag"] == 6 and rows[(orders, 0, group)]["log_end"] == 10
     assert rows[(orders, 1, group)]["lag"] == 0
     assert rows[(orders, 2, group)]["committed"] is None and rows[(orders, 2, group)]["lag"] is None
-    assert rows[(revenue, 0, f"{group}.revenue")]["lag"] is None
+    assert rows[(revenue, 0, f"{env['STREAMSVC_APP_ID']}.revenue")]["lag"] is None
     code, out, _ = streamsvc_cli(capsys, "topics", "describe", APP)
     assert code == 0 and "CURRENT-OFFSET" in out and "LAG" in out
 

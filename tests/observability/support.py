@@ -17,7 +17,8 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamsvc.runtime.topics import admin_client, end_offsets
-from tests.sinks.support import SinkProcess, catalog_env, events, sqlite_catalog
+from streamsvc.sinks.iceberg.catalog import config_env
+from tests.sinks.support import SinkProcess, events, sqlite_catalog
 from tests.support import ROOT, WorkerProcess, committed_offsets, wait_for
 
 TOPOLOGY = str(ROOT / "tests" / "topologies" / "observed.py")
@@ -150,7 +151,7 @@ class ObservedRun:
         self.sink = SinkProcess(
             {
                 **common,
-                **catalog_env(self.catalog_config),
+                **config_env(self.catalog_config),
                 "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap,
                 "STREAMSVC_APP_ID": self.sink_app,
                 "STREAMSVC_INSTANCE_ID": "obs-sink-0",

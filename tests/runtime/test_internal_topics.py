@@ -40,7 +40,7 @@ def test_every_stateful_operator_after_select_key_repartitions_first() -> None:
     assert all(
         p.config["cleanup.policy"] == ("delete" if p.kind == "repartition" else "compact") for p in planned
     )
-    assert agent_group_id(t, S) == "shop.orders"
+    assert agent_group_id(t, S) == "shop-orders"
 
 
 def test_stateless_agents_share_the_app_group_and_names_are_checked() -> None:

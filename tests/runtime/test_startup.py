@@ -21,8 +21,9 @@ from streamsvc.errors import ConfigError
 from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
 from streamsvc.runtime.worker import Worker
 from streamsvc.serde import JsonSerde
+from streamsvc.sinks.iceberg.catalog import config_env
 from streamsvc.topology import Topology
-from tests.sinks.support import SPEC, catalog_env, sqlite_catalog
+from tests.sinks.support import SPEC, sqlite_catalog
 from tests.support import ROOT, WorkerProcess, finish, free_port, read_settled, wait_for
 
 WINDOWED_COUNT = str(ROOT / "tests" / "topologies" / "windowed_count.py")
@@ -178,7 +179,7 @@ def test_sink_missing_source_topic_fails_fast_and_creates_no_dlq(
     source = names("events")  # not created
     config, _ = sqlite_catalog(tmp_path)
     env = {
-        **catalog_env(config),
+        **config_env(config),
         "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap,
         "STREAMSVC_APP_ID": names("app"),
         "STREAMSVC_INSTANCE_ID": "missing-0",
@@ -197,7 +198,7 @@ def test_sink_missing_source_topic_fails_fast_and_creates_no_dlq(
 def test_wrong_bootstrap_server_gives_one_clear_error(tmp_path: Path, command: str) -> None:
     wrong = f"127.0.0.1:{free_port()}"  # nothing listens there
     config, _ = sqlite_catalog(tmp_path)
-    env = {**catalog_env(config), "STREAMSVC_BOOTSTRAP_SERVERS": wrong, "STREAMSVC_INSTANCE_ID": "wrong-0"}
+    env = {**config_env(config), "STREAMSVC_BOOTSTRAP_SERVERS": wrong, "STREAMSVC_INSTANCE_ID": "wrong-0"}
     argv = (
         ["streamsvc.cli.main", "run", KEYED_TRANSFORM, "--until-caught-up"]
         if command == "run"

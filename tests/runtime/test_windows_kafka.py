@@ -136,7 +136,7 @@ def test_crash_and_scale_out_restore_state_exactly(bootstrap: str, names, tmp_pa
     def progress() -> int:
         return sum(
             max(o, 0)
-            for o in committed_offsets(bootstrap, f"{app}.windowed-count", source, PARTITIONS).values()
+            for o in committed_offsets(bootstrap, f"{app}-windowed-count", source, PARTITIONS).values()
         )
 
     per_part = max(len(r) for r in parts.values())
@@ -154,7 +154,7 @@ def test_crash_and_scale_out_restore_state_exactly(bootstrap: str, names, tmp_pa
     wait_for(lambda: progress() > before, 90, "restarted progress")
     b = WorkerProcess(TOPOLOGY, {**env, "STREAMSVC_INSTANCE_ID": "b"}, log=log)
     wait_for(
-        lambda: members(bootstrap, f"{app}.windowed-count") == 2, 90, "the second instance to join the group"
+        lambda: members(bootstrap, f"{app}-windowed-count") == 2, 90, "the second instance to join the group"
     )
     load(bootstrap, source, parts, chunks[2], chunks[3])
     before = progress()
@@ -165,7 +165,7 @@ def test_crash_and_scale_out_restore_state_exactly(bootstrap: str, names, tmp_pa
     # A static member does not leave on close (a restart must not rebalance): its partitions move back
     # once its session times out, as after a real scale-in.
     wait_for(
-        lambda: members(bootstrap, f"{app}.windowed-count") == 1,
+        lambda: members(bootstrap, f"{app}-windowed-count") == 1,
         90,
         "the group to shrink back to one instance",
     )

@@ -21,10 +21,10 @@ from confluent_kafka.admin import NewPartitions
 
 from streamsvc.config import Settings
 from streamsvc.runtime.topics import admin_client, end_offsets
-from streamsvc.sinks.iceberg.catalog import CatalogConfig
+from streamsvc.sinks.iceberg.catalog import CatalogConfig, config_env
 from streamsvc.sinks.iceberg.offsets import read_offsets
 from streamsvc.sinks.iceberg.spec import IcebergSinkSpec
-from tests.sinks.support import SinkProcess, SinkThread, catalog_env, events, read_rows, sqlite_catalog
+from tests.sinks.support import SinkProcess, SinkThread, events, read_rows, sqlite_catalog
 from tests.support import free_port, header_map, produce, read_settled, wait_for
 
 BAD_VALUES: dict[str, Any] = {"string_price": "abc", "struct_price": {"amount": 1}}
@@ -219,7 +219,7 @@ def test_sink_process_serves_its_control_plane_and_logs_each_commit(  # type: ig
     config, _ = sqlite_catalog(tmp_path)
     port = free_port()
     env = {
-        **catalog_env(config),
+        **config_env(config),
         "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap,
         "STREAMSVC_APP_ID": names("app"),
         "STREAMSVC_INSTANCE_ID": "cp-0",

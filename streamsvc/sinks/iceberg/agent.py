@@ -150,7 +150,7 @@ class IcebergTask(Task):
         dlq_parts = len(admin.list_topics(self.dlq_topic, timeout=30).topics[self.dlq_topic].partitions)
         conf: dict[str, Any] = {
             "bootstrap.servers": s.bootstrap_servers,
-            "transactional.id": f"{s.app_id}.{self.spec.name}.{self.instance}",
+            "transactional.id": f"{s.app_id}.sink.{self.spec.name}.{self.instance}",  # apart from agents'
             "transaction.timeout.ms": 60000,
             "linger.ms": 5,
             "on_delivery": self.reports.on_delivery,

@@ -48,7 +48,7 @@ def _build(fixed: bool) -> Topology:
     grace = 3_600_000 if fixed else 0
     (
         topology.source("ticks", value_serde=JsonSerde(), event_time=lambda v, _ts: int(v["t"]))
-        .window("ticks", Tumbling(1_000, grace_ms=grace), Count())
+        .window("ticks", Tumbling(1_000, grace_ms=grace), Count(), key_format="legacy")
         .to("counts", value_serde=JsonSerde())
     )
     return topology

@@ -26,6 +26,12 @@ customers = topology.global_table("customers")
 (
     topology.source("orders", value_serde=JsonSerde(), event_time=event_time)
     .join(customers, price, how="left")
-    .window("revenue", Tumbling(SIZE_MS, grace_ms=GRACE_MS), Sum("int64"), value=lambda v: v["amount"])
+    .window(
+        "revenue",
+        Tumbling(SIZE_MS, grace_ms=GRACE_MS),
+        Sum("int64"),
+        value=lambda v: v["amount"],
+        key_format="legacy",  # record key + {start, end, value}: the sink's rows carry the window
+    )
     .to("revenue", value_serde=JsonSerde())
 )
