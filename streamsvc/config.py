@@ -18,6 +18,32 @@ from streamsvc.errors import ConfigError
 Guarantee = Literal["exactly_once", "at_least_once"]
 GUARANTEES: tuple[Guarantee, ...] = ("exactly_once", "at_least_once")
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+BROKER_DEFAULT = -1
+
+
+@dataclass(frozen=True)
+class Replication:
+    """Replication of the topics streamsvc creates; -1 leaves a value to the broker's defaults
+    (`default.replication.factor`, `min.insync.replicas`), like Kafka Streams' `replication.factor`."""
+
+    replication_factor: int = BROKER_DEFAULT
+    min_insync_replicas: int = BROKER_DEFAULT
+
+    def validate(self) -> Replication:
+        for name, value in (
+            ("replication_factor", self.replication_factor),
+            ("min_insync_replicas", self.min_insync_replicas),
+        ):
+            if value != BROKER_DEFAULT and value < 1:
+                raise ConfigError(
+                    f"{name} must be {BROKER_DEFAULT} (broker default) or at least 1, got {value}"
+                )
+        if 0 < self.replication_factor < self.min_insync_replicas:
+            raise ConfigError(
+                f"min_insync_replicas={self.min_insync_replicas} exceeds replication_factor="
+                f"{self.replication_factor}: no acks=all (transactional) write could ever succeed"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -41,6 +67,8 @@ class Settings:
     idle_timeout_ms: int = 0  # windows: a partition without records this long stops holding back (0: never)
     wall_clock_fallback: bool = False  # windows: idle partitions' watermark follows the wall clock
     state_dir: str = ""  # disk-backed stores; defaults to $STREAMSVC_HOME/state or ~/.cache/streamsvc/state
+    replication_factor: int = BROKER_DEFAULT  # of created topics; -1: the broker's default.replication.factor
+    min_insync_replicas: int = BROKER_DEFAULT  # of created topics; -1: the broker's min.insync.replicas
     topics: dict[str, str] = field(default_factory=dict)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
@@ -58,6 +86,11 @@ class Settings:
         if self.state_dir:
             return Path(self.state_dir)
         return Path(os.environ.get("STREAMSVC_HOME", Path.home() / ".cache" / "streamsvc")) / "state"
+
+    @property
+    def replication(self) -> Replication:
+        """How `streamsvc.runtime.topics.ensure_topics` replicates the topics it creates."""
+        return Replication(self.replication_factor, self.min_insync_replicas)
 
     def topic(self, logical: str) -> str:
         """The real topic name for a logical name used in a topology (identity when unmapped)."""
@@ -132,4 +165,5 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         raise ConfigError(f"guarantee must be one of {GUARANTEES}, got {settings.guarantee!r}")
     if settings.commit_interval_ms <= 0 or settings.batch_size <= 0:
         raise ConfigError("commit_interval_ms and batch_size must be positive")
+    settings.replication.validate()
     return settings
