@@ -4,6 +4,7 @@ so a test can report whether the worker needed one."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streamsvc.runtime.topics import end_offsets
@@ -97,26 +99,45 @@ class Kubelet:
             pod.process.close()
         self.pods.clear()
 
+    def dump_stacks(self) -> None:
+        """SIGABRT every running pod: with PYTHONFAULTHANDLER set, Python writes each thread's stack to
+        the pod's log first. For the failure message of a pod that stopped making progress."""
+        with self._lock:
+            self._stop.set()  # no restarts from here on
+            procs = [pod.process.proc for pod in self.pods.values() if pod.process.proc.poll() is None]
+        for proc in procs:
+            proc.send_signal(signal.SIGABRT)
+        for proc in procs:
+            proc.wait(30)
+
     def report(self) -> str:
         return "; ".join(map(str, self.restarts)) or "no restart"
 
-    def tail(self, lines: int = 30) -> str:
-        """The last log lines of every pod, for failure messages."""
+    def tail(self, lines: int = 60) -> str:
+        """The last log lines of every pod (state restore lines left out), for failure messages."""
         out = []
         for log in sorted(self.log_dir.glob("*.log")):
-            text = log.read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"--- {log.name}\n" + "\n".join(text))
+            kept = [
+                line for line in log.read_text(errors="replace").splitlines() if "state_restored" not in line
+            ]
+            out.append(f"--- {log} (last {lines} lines)\n" + "\n".join(kept[-lines:]))
         return "\n".join(out)
 
 
 def progress(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    """Records of `topic` the group has committed."""
-    return sum(max(o, 0) for o in committed_offsets(bootstrap, group, topic, partitions).values())
+    """Records of `topic` the group has committed; -1 while the group coordinator is moving (a broker
+    failure makes the lookup answer NOT_COORDINATOR or time out for a while)."""
+    try:
+        return sum(max(o, 0) for o in committed_offsets(bootstrap, group, topic, partitions).values())
+    except KafkaException:
+        return -1
 
 
 def caught_up(bootstrap: str, admin: AdminClient, group: str, topic: str, partitions: int) -> bool:
-    ends = end_offsets(admin, topic)
-    return committed_offsets(bootstrap, group, topic, partitions) == ends
+    try:
+        return committed_offsets(bootstrap, group, topic, partitions) == end_offsets(admin, topic)
+    except KafkaException:
+        return False
 
 
 def members(admin: AdminClient, group: str) -> int:

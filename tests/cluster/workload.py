@@ -53,7 +53,10 @@ def generate(n: int, partitions: int, seed: int, keys: int = 24, step_ms: int = 
 
 class Feeder(threading.Thread):
     """Produces `records` at about `rate` per second with an idempotent producer (acks=all), riding out
-    broker failures; `produced` counts records handed to the producer, `errors` any delivery failure."""
+    broker failures; `produced` counts records handed to the producer, `errors` any delivery failure.
+
+    It produces only up to the share `release(fraction)` allowed so far (all of it by default), so a
+    test can time its faults against input that is still flowing."""
 
     def __init__(self, bootstrap: str, topic: str, records: list[Record], rate: float) -> None:
         super().__init__(daemon=True, name="feeder")
@@ -70,6 +73,20 @@ class Feeder(threading.Thread):
         self.produced = 0
         self.errors: list[str] = []
         self.done = threading.Event()
+        self._allowed = len(records)
+        self._gate = threading.Condition()
+
+    def release(self, fraction: float) -> None:
+        """Allow the feeder to go on up to `fraction` of the records."""
+        with self._gate:
+            self._allowed = round(len(self.records) * fraction)
+            self._gate.notify_all()
+
+    def _wait_allowed(self, index: int) -> None:
+        with self._gate:
+            while index >= self._allowed:
+                self.producer.poll(0)
+                self._gate.wait(0.1)
 
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
@@ -79,6 +96,9 @@ class Feeder(threading.Thread):
         started = time.monotonic()
         try:
             for i, (partition, key, value) in enumerate(self.records):
+                if i >= self._allowed:
+                    self._wait_allowed(i)
+                    started = time.monotonic() - i / self.rate  # the rate holds from the release on
                 while True:
                     try:
                         self.producer.produce(
