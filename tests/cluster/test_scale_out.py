@@ -31,6 +31,11 @@ def test_scale_out_and_in_with_a_crash_keeps_the_output_exact(
         wait_for(lambda: members(admin, run.app) == n, 120, what, interval=0.5)
         steps.append(f"{n} member(s) at {run.progress()} committed, feeder at {feeder.fraction():.0%}")
 
+    def assigned(pod: str, times: int) -> None:
+        """Until the pod's log shows its `times`-th assignment (restore done, processing begins)."""
+        log = tmp_path / f"{pod}.log"
+        wait_for(lambda: len(log_events(log, "partitions_assigned")) >= times, 120, f"{pod} assigned")
+
     try:
         run.workers.create("w-0")
         done = run.wait_progress(RECORDS // 10, 180, "one worker to commit a tenth of the input")
@@ -40,10 +45,13 @@ def test_scale_out_and_in_with_a_crash_keeps_the_output_exact(
         run.workers.create("w-1")
         run.workers.create("w-2")
         group_size(3, "three members")
+        for pod in ("w-1", "w-2"):
+            assigned(pod, 1)
         done = run.wait_progress(done + 5_000, 180, "progress with three workers")
 
         run.workers.kill("w-1")  # restarted by the kubelet, as Kubernetes restarts the pod
         steps.append(f"killed w-1 at {done} committed")
+        assigned("w-1", 2)  # the restarted pod owns (and restored) its partitions again
         done = run.wait_progress(done + 5_000, 180, "progress after the kill")
         group_size(3, "the killed worker back in the group")
 
