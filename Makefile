@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test lint kafka-start kafka-stop bench
+.PHONY: install demo test test-cluster lint kafka-start kafka-stop cluster-stop bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,7 +28,15 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint kafka-start
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q --durations=10 -m "not cluster"
+
+# Failover, rolling-restart and scale-out tests on a local 3-broker cluster (the fixture starts and
+# stops it, on STREAMSVC_KAFKA_CLUSTER_PORT, default 29092-29097).
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=10 -m cluster tests/cluster
+
+cluster-stop:
+	@if [ -x $(BIN)/streamsvc ]; then $(BIN)/streamsvc dev kafka stop --brokers 3; fi
 
 bench: kafka-start
 	$(BIN)/python bench/passthrough.py
