@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from functools import partial
 
 from streamsvc.dev import kafka, kafka_cluster
 
@@ -24,24 +26,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.brokers != 1:
-        return _run_cluster(args)
-    local = kafka.LocalKafka.from_env()
+    start: Callable[[], str]
+    if args.brokers == 1:
+        local = kafka.LocalKafka.from_env()
+        start = partial(kafka.start, local, fresh=args.fresh)
+        stop, status = partial(kafka.stop, local), partial(kafka.status, local)
+    else:
+        cluster = kafka_cluster.LocalCluster.from_env(args.brokers)
+        start = partial(kafka_cluster.start, cluster, fresh=args.fresh)
+        stop, status = partial(kafka_cluster.stop, cluster), partial(kafka_cluster.status, cluster)
     if args.action == "start":
-        print(kafka.start(local, fresh=args.fresh))
+        print(start())
         return 0
     if args.action == "stop":
-        kafka.stop(local)
+        stop()
         return 0
-    return 0 if kafka.status(local) else 3
-
-
-def _run_cluster(args: argparse.Namespace) -> int:
-    cluster = kafka_cluster.LocalCluster.from_env(args.brokers)
-    if args.action == "start":
-        print(kafka_cluster.start(cluster, fresh=args.fresh))
-        return 0
-    if args.action == "stop":
-        kafka_cluster.stop(cluster)
-        return 0
-    return 0 if kafka_cluster.status(cluster) else 3
+    return 0 if status() else 3
