@@ -80,6 +80,11 @@ def ensure_topics(
     meta = _wait_for_metadata(admin, created, timeout)
     if meta is not None:
         _warn_if_unreplicated(meta, created)
+    for topic in created:
+        # With several brokers, the metadata one broker shows can run ahead of what the partitions'
+        # leaders have applied: until a leader answers for its partition, reading (e.g. a changelog
+        # restore right after creation) gets UNKNOWN_TOPIC_OR_PART. end_offsets asks every leader.
+        end_offsets(admin, topic, read_committed=False, timeout=timeout)
     return created
 
 

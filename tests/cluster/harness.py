@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from streamsvc.dev.cluster_state import wait_fully_replicated
 from streamsvc.runtime.topics import end_offsets, read_all
 from tests.cluster.support import Kubelet, caught_up, log_events, progress
 from tests.cluster.workload import TOPOLOGY_NAME, Feeder, Outcome, generate, observed, oracle
@@ -107,6 +108,16 @@ class AppRun:
             )
         except AssertionError as exc:
             raise self._stalled(exc) from None
+
+    def assert_no_open_transaction(self) -> None:
+        """After the workers are gone, no output topic may have a transaction left open: its last
+        stable offset would hide every later record from read_committed readers. Read on a settled
+        cluster: while a replica is missing from an ISR, a leader's high watermark can stand still."""
+        wait_fully_replicated(self.admin)
+        for topic in (self.output, self.windows, self.dlq, self.changelog):
+            stable = end_offsets(self.admin, topic, read_committed=True)
+            high = end_offsets(self.admin, topic, read_committed=False)
+            assert stable == high, f"{topic}: last stable offsets {stable} below high watermarks {high}"
 
     def outcome(self) -> tuple[Outcome, Outcome]:
         """(observed, expected) once the run is over."""

@@ -89,6 +89,7 @@ def test_leader_failover_keeps_the_output_exact(
     finally:
         print(f"\nfailover timeline: {'; '.join(timeline)}; worker restarts: {run.workers.report()}")
         run.close()
+    run.assert_no_open_transaction()
     got, expected = run.outcome()
     assert expected.dlq and expected.windows and expected.outputs
     assert got == expected, got.diff(expected)
@@ -153,6 +154,7 @@ def test_rolling_restart_keeps_the_output_and_the_iceberg_table_exact(
         )
         sinks.close()
         run.close()
+    run.assert_no_open_transaction()
     got, expected = run.outcome()
     assert got == expected, got.diff(expected)
     rows = read_rows(catalog, "sink.events")

@@ -69,6 +69,7 @@ def test_scale_out_and_in_with_a_crash_keeps_the_output_exact(
             f"\nscale-out: {'; '.join(steps)}; restores: {run.restores()}; restarts: {run.workers.report()}"
         )
         run.close()
+    run.assert_no_open_transaction()
     got, expected = run.outcome()
     assert got == expected, got.diff(expected)
     restored = [
