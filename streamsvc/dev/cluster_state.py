@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from confluent_kafka import ElectionType
 from confluent_kafka.admin import AdminClient
 
 from streamsvc.errors import ConfigError
@@ -74,3 +75,11 @@ def wait_fully_replicated(admin: AdminClient, timeout: float = 180.0) -> None:
             return
         time.sleep(0.25)
     raise TimeoutError(f"{len(behind)} partitions still under-replicated after {timeout:.0f}s: {behind[:5]}")
+
+
+def elect_preferred_leaders(admin: AdminClient, timeout: float = 60.0) -> None:
+    """Give every partition's leadership back to its preferred replica, as Kafka itself does every
+    `leader.imbalance.check.interval.seconds` (300 s): after a broker restart, leadership is spread
+    over the brokers again."""
+    # No timeout keywords: confluent-kafka 2.16.1's elect_leaders fails (SystemError) with them.
+    admin.elect_leaders(ElectionType.PREFERRED, None).result(timeout)

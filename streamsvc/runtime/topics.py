@@ -27,7 +27,13 @@ from streamsvc.errors import ConfigError
 from streamsvc.observability.logging import get_logger
 
 _NO_LEADER_YET = frozenset(
-    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.UNKNOWN_LEADER_EPOCH,  # a broker whose metadata lags the partition's new leader epoch
+        KafkaError.FENCED_LEADER_EPOCH,
+    }
 )
 
 

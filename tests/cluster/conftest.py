@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from streamsvc.dev import kafka_cluster
-from streamsvc.dev.cluster_state import wait_fully_replicated
+from streamsvc.dev.cluster_state import elect_preferred_leaders, wait_fully_replicated
 from streamsvc.observability.logging import configure_logging
 from streamsvc.runtime.topics import admin_client
 
@@ -48,3 +48,4 @@ def every_node_back(cluster: kafka_cluster.LocalCluster, admin: AdminClient) -> 
         if kafka_cluster.node_pid(node) is None:
             kafka_cluster.start_node(cluster, node.node_id)
     wait_fully_replicated(admin)
+    elect_preferred_leaders(admin)  # the next test starts with leadership spread over the brokers

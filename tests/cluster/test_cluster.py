@@ -15,6 +15,7 @@ from streamsvc.config import Replication
 from streamsvc.dev import kafka_cluster
 from streamsvc.dev.cluster_state import (
     TRANSACTION_STATE_TOPIC,
+    elect_preferred_leaders,
     partition_leader,
     transaction_coordinator,
     under_replicated,
@@ -105,19 +106,27 @@ def test_explicit_replication_settings_override_the_broker_defaults(admin: Admin
 
 
 def test_coordinator_formula_agrees_with_find_coordinator(bootstrap: str, admin: AdminClient) -> None:
-    # A transactional producer first, so that __transaction_state exists.
+    # A transactional producer first, so that __transaction_state exists; then spread its leaders.
     _client_coordinator(bootstrap, f"probe-{uuid.uuid4().hex}")
-    parts = len(
-        admin.list_topics(TRANSACTION_STATE_TOPIC, timeout=10).topics[TRANSACTION_STATE_TOPIC].partitions
+    wait_fully_replicated(admin)
+    elect_preferred_leaders(admin)
+    meta = admin.list_topics(TRANSACTION_STATE_TOPIC, timeout=10).topics[TRANSACTION_STATE_TOPIC]
+    assert len(meta.partitions) == kafka_cluster.INTERNAL_PARTITIONS
+    leaders = {p.leader for p in meta.partitions.values()}
+    assert len(leaders) == 3, (
+        f"preferred leaders of {TRANSACTION_STATE_TOPIC} should span 3 brokers: {leaders}"
     )
-    assert parts == kafka_cluster.INTERNAL_PARTITIONS
-    seen = set()
-    for i in range(12):
+    # Ids until every broker is the predicted coordinator of some of them, then ask the brokers.
+    by_broker: dict[int, list[str]] = {}
+    for i in range(500):
         tid = f"probe-{i}-{uuid.uuid4().hex}"
-        expected = transaction_coordinator(admin, tid)
-        assert _client_coordinator(bootstrap, tid) == expected, tid
-        seen.add(expected)
-    assert len(seen) > 1, "twelve random ids should not all land on one broker"
+        by_broker.setdefault(transaction_coordinator(admin, tid), []).append(tid)
+        if len(by_broker) == 3 and min(map(len, by_broker.values())) >= 3:
+            break
+    assert set(by_broker) == leaders
+    for broker, ids in by_broker.items():
+        for tid in ids[:3]:
+            assert _client_coordinator(bootstrap, tid) == broker, tid
 
 
 def test_a_killed_node_comes_back_and_its_partitions_catch_up(
