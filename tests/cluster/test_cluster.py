@@ -21,6 +21,7 @@ from streamsvc.dev.cluster_state import (
     under_replicated,
     wait_fully_replicated,
 )
+from streamsvc.errors import ConfigError
 from streamsvc.runtime.topics import ensure_topics
 from tests.support import committed_offsets, produce, wait_for
 
@@ -46,6 +47,14 @@ def _replicas(admin: AdminClient, topic: str) -> set[int]:
         return set() if meta.error else {len(p.replicas) for p in meta.partitions.values()}
 
     return set(wait_for(counts, 30, f"{topic} in the metadata"))
+
+
+def _leader(admin: AdminClient, topic: str) -> int | None:
+    """Leader of partition 0, or None from a broker whose metadata does not have the topic yet."""
+    try:
+        return partition_leader(admin, topic, 0)
+    except ConfigError:
+        return None
 
 
 class _Lines(logging.Handler):
@@ -133,10 +142,10 @@ def test_a_killed_node_comes_back_and_its_partitions_catch_up(
     cluster: kafka_cluster.LocalCluster, bootstrap: str, admin: AdminClient, names
 ) -> None:  # type: ignore[no-untyped-def]
     topic = names.topic("crash", 3)
-    victim = partition_leader(admin, topic, 0)
+    victim = int(wait_for(lambda: _leader(admin, topic), 30, f"{topic} in every broker's metadata"))
     kafka_cluster.stop_node(cluster, victim, signal.SIGKILL)
     assert kafka_cluster.node_pid(cluster.node(victim)) is None
-    wait_for(lambda: partition_leader(admin, topic, 0) not in (victim, -1), 60, "a new leader of partition 0")
+    wait_for(lambda: _leader(admin, topic) not in (None, victim, -1), 60, "a new leader of partition 0")
     # Two in-sync replicas of three: acks=all writes go on while the node is down.
     produce(bootstrap, topic, [(str(i).encode(), b"v") for i in range(1000)])
     assert any(t == topic for t, _ in under_replicated(admin))
