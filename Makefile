@@ -4,8 +4,8 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint kafka-start kafka-stop registry-start registry-stop lake-install lake-start \
-	lake-stop spark-install bench
+.PHONY: install demo test test-all test-cluster lint kafka-start kafka-stop cluster-stop registry-start \
+	registry-stop lake-install lake-start lake-stop spark-install bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,14 +47,22 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The default suite. The slow suites (fault matrices, deployment tools, compaction and maintenance
-# races, Spark reads) run in `test-all`, which is what CI runs.
-SLOW_MARKERS := chaos or ops or slow or spark
+# races, Spark reads) run in `test-all`, the 3-broker suite in `test-cluster`; CI runs both.
+SLOW_MARKERS := chaos or ops or slow or spark or cluster
 
 test: lint kafka-start registry-start
 	$(BIN)/python -m pytest -q --durations=10 -m "not ($(SLOW_MARKERS))"
 
 test-all: lint kafka-start registry-start lake-install spark-install
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q --durations=25 -m "not cluster"
+
+# Failover, rolling-restart and scale-out tests on a local 3-broker cluster (the fixture starts and
+# stops it, on STREAMSVC_KAFKA_CLUSTER_PORT, default 29092-29097).
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=10 -m cluster tests/cluster
+
+cluster-stop:
+	@if [ -x $(BIN)/streamsvc ]; then $(BIN)/streamsvc dev kafka stop --brokers 3; fi
 
 bench: kafka-start
 	$(BIN)/python bench/passthrough.py

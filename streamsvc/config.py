@@ -18,6 +18,32 @@ from streamsvc.errors import ConfigError
 Guarantee = Literal["exactly_once", "at_least_once"]
 GUARANTEES: tuple[Guarantee, ...] = ("exactly_once", "at_least_once")
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+BROKER_DEFAULT = -1
+
+
+@dataclass(frozen=True)
+class Replication:
+    """Replication of the topics streamsvc creates; -1 leaves a value to the broker's defaults
+    (`default.replication.factor`, `min.insync.replicas`), like Kafka Streams' `replication.factor`."""
+
+    replication_factor: int = BROKER_DEFAULT
+    min_insync_replicas: int = BROKER_DEFAULT
+
+    def validate(self) -> Replication:
+        for name, value in (
+            ("replication_factor", self.replication_factor),
+            ("min_insync_replicas", self.min_insync_replicas),
+        ):
+            if value != BROKER_DEFAULT and value < 1:
+                raise ConfigError(
+                    f"{name} must be {BROKER_DEFAULT} (broker default) or at least 1, got {value}"
+                )
+        if 0 < self.replication_factor < self.min_insync_replicas:
+            raise ConfigError(
+                f"min_insync_replicas={self.min_insync_replicas} exceeds replication_factor="
+                f"{self.replication_factor}: no acks=all (transactional) write could ever succeed"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -48,6 +74,8 @@ class Settings:
     max_consecutive_aborts: int = 10  # this many aborts in a row without a commit: not ready (livelock)
     client_timeout_ms: int = 10_000  # one attempt of a blocking Kafka call (a timed-out commit is resumed)
     client_deadline_ms: int = 120_000  # all attempts of one call; past it the agent is stuck and exits
+    replication_factor: int = BROKER_DEFAULT  # of created topics; -1: the broker's default.replication.factor
+    min_insync_replicas: int = BROKER_DEFAULT  # of created topics; -1: the broker's min.insync.replicas
     topics: dict[str, str] = field(default_factory=dict)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +106,11 @@ class Settings:
         if self.state_dir:
             return Path(self.state_dir)
         return Path(os.environ.get("STREAMSVC_HOME", Path.home() / ".cache" / "streamsvc")) / "state"
+
+    @property
+    def replication(self) -> Replication:
+        """How `streamsvc.runtime.topics.ensure_topics` replicates the topics it creates."""
+        return Replication(self.replication_factor, self.min_insync_replicas)
 
     def topic(self, logical: str) -> str:
         """The real topic name for a logical name used in a topology (identity when unmapped)."""
@@ -162,4 +195,5 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         raise ConfigError("max_task_idle_ms must be -1 (no time synchronisation) or >= 0")
     if settings.max_consecutive_aborts <= 0 or settings.wait_for_sources_s < 0:
         raise ConfigError("max_consecutive_aborts must be positive and wait_for_sources_s >= 0")
+    settings.replication.validate()
     return settings

@@ -211,40 +211,73 @@ def start(k: LocalKafka, fresh: bool = False, wait_s: float = 120.0) -> str:
     if running_pid(k) and broker_answers(k.bootstrap):
         _say(f"already running (pid {running_pid(k)}) at {k.bootstrap}")
         return k.bootstrap
-    for port in (k.port, k.port + 1):
-        if jvm.port_taken(port):
-            raise ConfigError(
-                f"127.0.0.1:{port} is in use by another process; stop it, or set STREAMSVC_KAFKA_PORT "
-                "to move the local broker (it uses that port and the next one), "
-                "or set STREAMSVC_BOOTSTRAP_SERVERS to use that broker"
-            )
+    check_ports_free(
+        (k.port, k.port + 1),
+        "set STREAMSVC_KAFKA_PORT to move the local broker (it uses that port and the next one), "
+        "or set STREAMSVC_BOOTSTRAP_SERVERS to use that broker",
+    )
     if fresh and k.run_dir.exists():
         shutil.rmtree(k.run_dir)
-    k.run_dir.mkdir(parents=True, exist_ok=True)
-    classpath = _classpath(k)
     props = k.run_dir / "server.properties"
-    props.write_text(_server_properties(k))
-    log4j = k.run_dir / "log4j2.properties"
-    log4j.write_text(_LOG4J2.format(log=k.log_file))
-    java = [_java(), f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    java = prepare_node(k, k.run_dir, _server_properties(k))
     if not (k.run_dir / "data" / "meta.properties").exists():
-        cluster_id = _cluster_id()
-        _say(f"formatting KRaft storage in {k.run_dir / 'data'} (cluster {cluster_id})")
-        done = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise ConfigError(f"formatting Kafka storage failed:\n{done.stdout}\n{done.stderr}")
+        format_storage(java, props, _cluster_id(), ["--standalone"])
     heap = os.environ.get("STREAMSVC_KAFKA_HEAP", "768m")
-    command = [java[0], f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(props)]
-    ready = functools.partial(broker_answers, k.bootstrap)
     jvm.spawn_until_ready(
-        command, f"Kafka {k.version}", k.pid_file, k.run_dir / "stdout.log", ready, wait_s, _say
+        java_command(java, props, heap),
+        f"Kafka {k.version}",
+        k.pid_file,
+        k.run_dir / "stdout.log",
+        functools.partial(broker_answers, k.bootstrap),
+        wait_s,
+        _say,
     )
     _say(f"ready: bootstrap servers {k.bootstrap}")
     return k.bootstrap
+
+
+def check_ports_free(ports: tuple[int, ...], hint: str) -> None:
+    for port in ports:
+        if jvm.port_taken(port):
+            raise ConfigError(f"127.0.0.1:{port} is in use by another process; stop it, or {hint}")
+
+
+def prepare_node(k: LocalKafka, run_dir: Path, properties: str) -> list[str]:
+    """Write `server.properties` and the log4j config into `run_dir`; return the java command prefix."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    classpath = _classpath(k)
+    (run_dir / "server.properties").write_text(properties)
+    log4j = run_dir / "log4j2.properties"
+    log4j.write_text(_LOG4J2.format(log=run_dir / "server.log"))
+    return [_java(), f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+
+
+def format_storage(java: list[str], props: Path, cluster_id: str, quorum: list[str]) -> None:
+    """`StorageTool format` once; `quorum` is `--standalone` or `--initial-controllers <voters>`."""
+    _say(f"formatting KRaft storage for {props.parent} (cluster {cluster_id})")
+    done = subprocess.run(
+        [*java, "kafka.tools.StorageTool", "format", *quorum, "-t", cluster_id, "-c", str(props)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise ConfigError(f"formatting Kafka storage failed:\n{done.stdout}\n{done.stderr}")
+
+
+def java_command(java: list[str], props: Path, heap: str) -> list[str]:
+    """The command line of one Kafka node (`java` from `prepare_node`)."""
+    return [java[0], f"-Xmx{heap}", "-Xms128m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(props)]
+
+
+def launch(java: list[str], props: Path, run_dir: Path, heap: str) -> subprocess.Popen[bytes]:
+    """Start `kafka.Kafka props` detached from this process (stopped by `stop`, not by our exit)."""
+    with (run_dir / "stdout.log").open("ab") as out:
+        return subprocess.Popen(
+            java_command(java, props, heap),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop(k: LocalKafka, wait_s: float = 60.0) -> bool:

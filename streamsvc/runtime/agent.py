@@ -172,17 +172,18 @@ class StreamTask(Task):
         counts = source_partitions(admin, external, self.settings.wait_for_sources_s, self.log)
         plan = plan_internal_topics(proc, counts)
         repartitions = {t.name: t.partitions for t in plan if t.kind == "repartition"}
-        created = ensure_internal(admin, repartitions, REPARTITION_CONFIG)
+        rep = self.settings.replication
+        created = ensure_internal(admin, repartitions, REPARTITION_CONFIG, replication=rep)
         counts.update(repartitions)
         for stream_topic, table_topic in proc.copartitioned:
             check_copartitioned({t: counts[t] for t in (stream_topic, table_topic)})
         sinks = {s.topic for s in proc.sinks} - set(repartitions)
-        created += ensure_internal(admin, dict.fromkeys(sinks, max(counts.values())), strict=False)
-        created += ensure_internal(
-            admin, {s.dlq_topic: counts[t] for t, s in proc.sources.items()}, strict=False
-        )
+        outputs = dict.fromkeys(sinks, max(counts.values()))
+        created += ensure_internal(admin, outputs, strict=False, replication=rep)
+        dlqs = {s.dlq_topic: counts[t] for t, s in proc.sources.items()}
+        created += ensure_internal(admin, dlqs, strict=False, replication=rep)
         changelogs = {t.name: t.partitions for t in plan if t.kind == "changelog"}
-        created += ensure_internal(admin, changelogs, CHANGELOG_CONFIG)
+        created += ensure_internal(admin, changelogs, CHANGELOG_CONFIG, replication=rep)
         if created:
             self.log.info("topics_created", topics=created)
 

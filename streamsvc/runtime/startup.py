@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from streamsvc.config import Replication
 from streamsvc.errors import ConfigError, TopologyError
 from streamsvc.runtime.topics import admin_client, ensure_topics, partition_counts
 
@@ -66,9 +67,11 @@ def ensure_internal(
     wanted: Mapping[str, int],
     config: Mapping[str, str] | None = None,
     strict: bool = True,
+    replication: Replication | None = None,
 ) -> list[str]:
-    """Create the topics of `wanted` (name -> partitions) that are missing; with `strict`, an existing
-    one with another partition count is a `TopologyError`."""
+    """Create the topics of `wanted` (name -> partitions) that are missing, replicated as `replication`
+    (`Settings.replication`); with `strict`, an existing one with another partition count is a
+    `TopologyError`."""
     if strict:
         existing = partition_counts(admin, list(wanted))
         wrong = {t: (n, wanted[t]) for t, n in existing.items() if n != wanted[t]}
@@ -77,4 +80,4 @@ def ensure_internal(
                 f"{t} has {n} partitions, its source {want}" for t, (n, want) in sorted(wrong.items())
             )
             raise TopologyError(f"internal topics disagree with their sources: {listing}")
-    return ensure_topics(admin, dict(wanted), config)
+    return ensure_topics(admin, dict(wanted), config, replication=replication)

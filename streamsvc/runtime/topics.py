@@ -16,13 +16,25 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ClusterMetadata,
+    NewTopic,
+    OffsetSpec,
+)
 
+from streamsvc.config import BROKER_DEFAULT, Replication
 from streamsvc.errors import ConfigError
-from streamsvc.observability.logging import kafka_logging
+from streamsvc.observability.logging import get_logger, kafka_logging
 
 _NO_LEADER_YET = frozenset(
-    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.UNKNOWN_LEADER_EPOCH,  # a broker whose metadata lags the partition's new leader epoch
+        KafkaError.FENCED_LEADER_EPOCH,
+    }
 )
 
 
@@ -46,10 +58,25 @@ def ensure_topics(
     topics: Mapping[str, int],
     config: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    *,
+    replication: Replication | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet (name -> partitions); return the names created."""
+    """Create the topics that do not exist yet (name -> partitions); return the names created.
+
+    `replication` (from `Settings.replication`) sets the replication factor and `min.insync.replicas`;
+    left at -1 (the default) the broker's defaults apply. A topic that ends up with one replica on a
+    cluster that is not the local dev stack is logged as a warning: one broker restart makes it
+    unavailable."""
+    rep = (replication or Replication()).validate()
+    topic_config = dict(config or {})
+    if rep.min_insync_replicas != BROKER_DEFAULT:
+        topic_config.setdefault("min.insync.replicas", str(rep.min_insync_replicas))
     existing = partition_counts(admin, list(topics), timeout)
-    missing = [NewTopic(t, n, 1, config=dict(config or {})) for t, n in topics.items() if t not in existing]
+    missing = [
+        NewTopic(t, n, rep.replication_factor, config=topic_config)
+        for t, n in topics.items()
+        if t not in existing
+    ]
     if not missing:
         return []
     created = []
@@ -60,24 +87,59 @@ def ensure_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise ConfigError(f"cannot create topic {name}: {exc.args[0]}") from exc
-    _wait_for_metadata(admin, created, timeout)
+    meta = _wait_for_metadata(admin, created, timeout)
+    if meta is not None:
+        _warn_if_unreplicated(meta, created)
+    for topic in created:
+        # With several brokers, the metadata one broker shows can run ahead of what the partitions'
+        # leaders have applied: until a leader answers for its partition, reading (e.g. a changelog
+        # restore right after creation) gets UNKNOWN_TOPIC_OR_PART. end_offsets asks every leader.
+        end_offsets(admin, topic, read_committed=False, timeout=timeout)
     return created
 
 
-def _wait_for_metadata(admin: AdminClient, topics: list[str], timeout: float) -> None:
-    """Until every partition of the new topics has a leader (a fresh topic answers NOT_LEADER before)."""
+def _wait_for_metadata(admin: AdminClient, topics: list[str], timeout: float) -> ClusterMetadata | None:
+    """Until every partition of the new topics has a leader (a fresh topic answers NOT_LEADER before);
+    returns the metadata that showed it."""
     deadline = time.monotonic() + timeout
     while topics and time.monotonic() < deadline:
-        meta = admin.list_topics(timeout=timeout).topics
+        meta = admin.list_topics(timeout=timeout)
         if all(
-            t in meta
-            and not meta[t].error
-            and meta[t].partitions
-            and all(p.leader >= 0 for p in meta[t].partitions.values())
+            t in meta.topics
+            and not meta.topics[t].error
+            and meta.topics[t].partitions
+            and all(p.leader >= 0 for p in meta.topics[t].partitions.values())
             for t in topics
         ):
-            return
+            return meta
         time.sleep(0.1)
+    return None
+
+
+def is_dev_stack(broker_hosts: Iterable[str]) -> bool:
+    """The local dev broker or cluster: every broker advertises a loopback address."""
+    hosts = list(broker_hosts)
+    return bool(hosts) and all(h in ("localhost", "::1") or h.startswith("127.") for h in hosts)
+
+
+def unreplicated(meta: ClusterMetadata, topics: Iterable[str]) -> list[str]:
+    """Those of `topics` with a partition that has a single replica."""
+    return sorted(
+        t
+        for t in topics
+        if t in meta.topics and any(len(p.replicas) == 1 for p in meta.topics[t].partitions.values())
+    )
+
+
+def _warn_if_unreplicated(meta: ClusterMetadata, created: list[str]) -> None:
+    single = unreplicated(meta, created)
+    if single and not is_dev_stack(str(b.host) for b in meta.brokers.values()):
+        get_logger().warning(
+            "topics_created_with_one_replica",
+            topics=single,
+            hint="set replication_factor (STREAMSVC_REPLICATION_FACTOR, e.g. 3) and min_insync_replicas "
+            "(STREAMSVC_MIN_INSYNC_REPLICAS, e.g. 2), or the broker's default.replication.factor",
+        )
 
 
 def delete_topics(admin: AdminClient, topics: list[str], timeout: float = 30.0) -> None:

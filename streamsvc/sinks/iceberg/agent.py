@@ -146,7 +146,7 @@ class IcebergTask(Task):
         s = self.settings
         admin = check_reachable(s.bootstrap_servers)
         parts = source_partitions(admin, [self.topic], s.wait_for_sources_s, self.log)[self.topic]
-        ensure_internal(admin, {self.dlq_topic: parts}, strict=False)
+        ensure_internal(admin, {self.dlq_topic: parts}, strict=False, replication=s.replication)
         dlq_parts = len(admin.list_topics(self.dlq_topic, timeout=30).topics[self.dlq_topic].partitions)
         conf: dict[str, Any] = {
             "bootstrap.servers": s.bootstrap_servers,
