@@ -18,9 +18,10 @@ from confluent_kafka.admin import AdminClient
 from streamsvc.dev import kafka_cluster
 from streamsvc.dev.cluster_state import partition_leader, transaction_coordinator, wait_fully_replicated
 from streamsvc.runtime.topics import read_all
+from streamsvc.sinks.iceberg.catalog import config_env
 from tests.cluster.harness import PARTITIONS, AppRun
 from tests.cluster.support import Kubelet
-from tests.sinks.support import SinkProcess, catalog_env, offset_counts, read_rows, sqlite_catalog
+from tests.sinks.support import SinkProcess, offset_counts, read_rows, sqlite_catalog
 from tests.support import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -104,7 +105,7 @@ def test_rolling_restart_keeps_the_output_and_the_iceberg_table_exact(
     sink_app = names("sink")
     names.track(f"{run.output}.dlq")
     sink_env = {
-        **catalog_env(config),
+        **config_env(config),
         "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap,
         "STREAMSVC_APP_ID": sink_app,
         "STREAMSVC_INSTANCE_ID": "sink-0",
