@@ -43,7 +43,8 @@ from streamsvc.runtime.processor import Processor
 from streamsvc.runtime.repartition import REPARTITION_CONFIG
 from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
 from streamsvc.runtime.stores import TaskState
-from streamsvc.runtime.tasks import TP, RetryBatch, Rewind, Task, TaskManager
+from streamsvc.runtime.task import TP, RetryBatch, Rewind, Task
+from streamsvc.runtime.tasks import TaskManager
 from streamsvc.runtime.timesync import TimeSync, copartition_groups
 from streamsvc.state.changelog import CHANGELOG_CONFIG
 from streamsvc.topology.model import Topology

@@ -24,7 +24,7 @@ from streamsvc.errors import LateRecordError, RecordFoldError
 from streamsvc.joins.interval import CombineFailed
 from streamsvc.runtime.compiled import CompiledIntervalJoin, CompiledSource, CompiledWindow, Tally
 from streamsvc.runtime.outputs import RecordRejected
-from streamsvc.runtime.tasks import RetryBatch
+from streamsvc.runtime.task import RetryBatch
 from streamsvc.serde.windowed import Windowed
 from streamsvc.windows.aggregations import Count
 from streamsvc.windows.results import WindowResult

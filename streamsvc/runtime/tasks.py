@@ -22,20 +22,17 @@ through its TaskManager, so these rules hold everywhere (BRIEF §3.1):
 Rebalance callbacks make no blocking call on the consumer that runs them: confluent-kafka keeps one
 call state per client and thread, and a nested blocking call clears it, so the next callback of the
 same `consume()` aborts the process. Committed offsets and end offsets are read through a second,
-group-less consumer (`reader`) instead.
+group-less consumer (`reader`) instead. The `Task` contract is in `runtime.task`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -50,112 +47,11 @@ from streamsvc.observability import metrics as m
 from streamsvc.observability.http import HealthState
 from streamsvc.observability.lag import ConsumerLag
 from streamsvc.observability.logging import kafka_logging
-from streamsvc.observability.recorder import AgentMetrics, Outcome
-from streamsvc.runtime.timesync import TimeSync
-from streamsvc.runtime.topics import admin_client
+from streamsvc.observability.recorder import AgentMetrics
+from streamsvc.runtime.membership import MEMBER_ONLY, fmt_partitions, is_incremental, uncovered_partitions
+from streamsvc.runtime.task import TP, RetryBatch, Rewind, StaleAssignment, Task
 
-TP = tuple[str, int]
 MAX_RESUBSCRIBES = 3
-
-
-class RetryBatch(StreamsvcError):
-    """Records that fail only once folded or sent were found; the task has noted them for the
-    dead-letter topic. Abort, rewind and process the input again."""
-
-
-class StaleAssignment(StreamsvcError):
-    """The group coordinator keeps handing out an assignment that does not match the subscription."""
-
-
-@dataclass(frozen=True)
-class Rewind:
-    """A commit that did not happen. Rewind to `to` where given (authoritative positions, e.g. what an
-    Iceberg table holds after a fence), else to the last commit. `progress`: the failure named its
-    culprits (they go to the DLQ on the re-run), so it does not count towards the livelock guard."""
-
-    reason: str
-    to: Mapping[TP, int] = field(default_factory=dict)
-    progress: bool = False
-
-
-class Task(ABC):
-    """What an agent does with its partitions; `TaskManager` decides when."""
-
-    name: str
-    default_start: int = OFFSET_INVALID
-    """Where a partition without a committed position starts (OFFSET_INVALID: `auto.offset.reset`)."""
-    lag_total: Callable[[int], None] | None = None
-    """Also told the total consumer lag (the Iceberg sink exports it as its table's offset lag)."""
-    growing_sources: frozenset[str] = frozenset()
-    """Source topics the task itself writes (repartition topics): caught up means their current end."""
-    time_sync: TimeSync | None = None
-    """Co-partitioned inputs merged by timestamp (see `runtime.timesync`); None: arrival order."""
-
-    @abstractmethod
-    def consumer_config(self) -> dict[str, Any]:
-        """librdkafka settings of the agent's consumer (the manager adds its callbacks)."""
-
-    @abstractmethod
-    def subscription(self) -> list[str]:
-        """The topics to subscribe to."""
-
-    def open(self, consumer: Consumer) -> None:
-        """Create producers and check topics; runs before the subscription."""
-        return None
-
-    @abstractmethod
-    def start_positions(self, consumer: Consumer, partitions: list[TP]) -> dict[TP, int]:
-        """Committed positions of newly assigned partitions (absent: nothing committed)."""
-
-    def restore(self, partitions: set[TP], committed: Mapping[TP, int]) -> None:
-        """Make the state of `partitions` what it was at their committed positions."""
-        return None
-
-    @abstractmethod
-    def process(self, records: list[Message]) -> None:
-        """Process and buffer one batch; raise `RetryBatch` to re-run it from the last commit."""
-
-    def before_poll(self) -> None:
-        """Work at the start of every loop turn (e.g. follow replicated tables)."""
-        return None
-
-    def tick(self, now: float) -> None:
-        """Work at the end of every loop turn (idle partitions, periodic merges)."""
-        return None
-
-    @property
-    @abstractmethod
-    def pending(self) -> bool:
-        """Whether anything is buffered or open since the last commit."""
-
-    @abstractmethod
-    def commit_due(self, now: float, idle: bool) -> bool:
-        """Whether to commit now (`idle`: the last poll returned nothing)."""
-
-    @abstractmethod
-    def commit(self, positions: dict[TP, int], committed: Mapping[TP, int]) -> Rewind | None:
-        """Commit what is buffered with `positions` (next offsets processed since the last commit;
-        `committed`: the last commit's); None when committed."""
-
-    @abstractmethod
-    def outcome(self) -> Outcome:
-        """The record counts of what the last successful `commit` committed (for the metrics)."""
-
-    @abstractmethod
-    def abort(self) -> None:
-        """Discard what is buffered and abort the open transaction (idempotent)."""
-
-    def drop(self, partitions: set[TP]) -> None:
-        """Forget the state of partitions that moved away."""
-        return None
-
-    def finish(self) -> None:
-        """Last work before a `--until-caught-up` run ends (after its final commit)."""
-        return None
-
-    def close(self) -> None:
-        """Release clients; must not raise."""
-        return None
 
 
 class TaskManager:
@@ -210,7 +106,7 @@ class TaskManager:
     def run(self, stop: threading.Event) -> None:
         """Consume, process and commit until stopped; commits the open work before returning."""
         conf = self.task.consumer_config()
-        self.incremental = _is_incremental(conf)
+        self.incremental = is_incremental(conf)
         read_committed = conf.get("isolation.level", "read_committed") == "read_committed"
         held = lambda: {tp: self.committed.get(tp) for tp in self.assigned}  # noqa: E731
         self.lag = ConsumerLag(self.labels, held, read_committed, on_total=self.task.lag_total)
@@ -223,7 +119,7 @@ class TaskManager:
                 "stats_cb": self.lag.on_stats,
             }
         )
-        plain = {k: v for k, v in conf.items() if not callable(v) and k not in _MEMBER_ONLY}
+        plain = {k: v for k, v in conf.items() if not callable(v) and k not in MEMBER_ONLY}
         self.reader = Consumer({**plain, **kafka_logging(**self.labels, component="offsets")})
         try:
             self.task.open(self.consumer)
@@ -504,7 +400,7 @@ class TaskManager:
             tps = [(tp.topic, tp.partition) for tp in partitions]
             stale = self._stale(tps)
             if stale:
-                self.log.warning("stale_assignment", problem=stale, partitions=_fmt(tps))
+                self.log.warning("stale_assignment", problem=stale, partitions=fmt_partitions(tps))
                 self._resubscribe_due = True
                 return
             self._resubscribes = 0
@@ -559,7 +455,7 @@ class TaskManager:
             m.REBALANCES.labels(**self.labels, kind="lost").inc()
             tps = {(tp.topic, tp.partition) for tp in partitions}
             if self.task.pending:  # another member may own them already: never commit this work
-                self._abort(f"partitions lost: {_fmt(tps)}")
+                self._abort(f"partitions lost: {fmt_partitions(tps)}")
                 self._rewind_after_poll |= self.assigned - tps
             self._forget(tps)
             self.log.warning("partitions_lost", partitions=len(tps))
@@ -586,7 +482,7 @@ class TaskManager:
         if self.incremental:
             return None
         try:
-            return _uncovered(
+            return uncovered_partitions(
                 self.bootstrap_servers,
                 str(self.task.consumer_config()["group.id"]),
                 subscribed,
@@ -623,39 +519,3 @@ class TaskManager:
         except BaseException as exc:
             self.log.warning("task_close_failed", error=repr(exc))
         self.health.set_ready(self.name, False)
-
-
-_MEMBER_ONLY = frozenset(
-    {"group.instance.id", "partition.assignment.strategy", "group.protocol", "statistics.interval.ms"}
-)
-
-
-def _is_incremental(conf: Mapping[str, Any]) -> bool:
-    """Whether the consumer keeps partitions across a rebalance (cooperative-sticky, KIP-848)."""
-    strategy = str(conf.get("partition.assignment.strategy", ""))
-    return "cooperative" in strategy or str(conf.get("group.protocol", "classic")).lower() == "consumer"
-
-
-def _uncovered(bootstrap: str, group: str, topics: set[str]) -> str | None:
-    """Partitions of `topics` that no member of `group` is assigned (a cached static assignment)."""
-    admin = admin_client(bootstrap)
-    desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
-    held = {
-        (tp.topic, tp.partition)
-        for member in desc.members
-        if member.assignment is not None
-        for tp in member.assignment.topic_partitions
-    }
-    meta = admin.list_topics(timeout=10).topics
-    missing = sorted(
-        (t, p)
-        for t in topics
-        if t in meta and not meta[t].error
-        for p in meta[t].partitions
-        if (t, p) not in held
-    )
-    return f"no member is assigned {_fmt(missing)}" if missing else None
-
-
-def _fmt(tps: Any) -> list[str]:
-    return [f"{t}:{p}" for t, p in sorted(tps)]

@@ -36,7 +36,8 @@ from streamsvc.observability.recorder import AgentMetrics, SinkOutcome
 from streamsvc.registry.client import bind_registry
 from streamsvc.runtime.outputs import RECORD_OVERHEAD, fetch_limits, producer_max_bytes
 from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
-from streamsvc.runtime.tasks import TP, Rewind, Task, TaskManager
+from streamsvc.runtime.task import TP, Rewind, Task
+from streamsvc.runtime.tasks import TaskManager
 from streamsvc.serde.base import SerdeContext
 from streamsvc.serde.debezium import ChangeRecord
 from streamsvc.sinks.iceberg import metrics as im

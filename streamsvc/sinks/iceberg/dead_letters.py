@@ -42,7 +42,7 @@ from streamsvc.eos.transactions import ResumableCalls
 from streamsvc.errors import FatalRuntimeError
 from streamsvc.faults import FaultHook
 from streamsvc.observability.logging import kafka_logging
-from streamsvc.runtime.tasks import RetryBatch
+from streamsvc.runtime.task import RetryBatch
 
 DLQ_PREFIX = "streamsvc.dlq."
 MESSAGE_CHARS = 200  # of each error message kept in the table property
