@@ -13,10 +13,15 @@ from streamsvc.topology.model import Topology
 
 
 def load_module(ref: str) -> ModuleType:
+    """Import a topology file (its directory first on `sys.path`, as `python file.py` does, so it can
+    import the modules beside it) or a module by name."""
     path = Path(ref.split(":", 1)[0])
     if path.suffix == ".py":
         if not path.is_file():
             raise TopologyError(f"topology file {path} does not exist")
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         name = f"streamsvc_topology_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
