@@ -57,6 +57,20 @@ from streamsvc.windows.spec import Hopping, Session, Sliding, Tumbling
 
 _PLAIN_KEYS = frozenset({bytes, str, int, type(None)})
 _BYTES = BytesSerde()
+_WINDOWED_SERDES = (TimeWindowedSerde, SessionWindowedSerde, WindowedJsonSerde)
+
+
+def sink_key_serde(given: Serde | None, default: Serde) -> Serde:
+    """The key serde of a sink: its own, else `default`. After a window (`default` a windowed layout) a
+    sink's own serde that cannot encode `Windowed` keys encodes the inner key of the layout, as Kafka
+    Streams' `WindowedSerdes.timeWindowedSerdeFrom(inner)` does (the JSON layout has no inner serde)."""
+    if given is None or isinstance(given, _WINDOWED_SERDES):
+        return given or default
+    if isinstance(default, TimeWindowedSerde):
+        return TimeWindowedSerde(default.window_size_ms, inner=given)
+    if isinstance(default, SessionWindowedSerde):
+        return SessionWindowedSerde(default.gap_ms, inner=given)
+    return default if isinstance(default, WindowedJsonSerde) else given
 
 
 def _window_key_serde(op: WindowOp) -> Serde:
@@ -171,7 +185,8 @@ class TopologyCompiler:
             found += [s.source.key_serde, s.source.value_serde]
         for sink in self.sinks:
             found += [sink.key_serde, sink.value_serde]
-        return found
+        wrapped = (TimeWindowedSerde, SessionWindowedSerde)
+        return found + [w.inner for w in found if isinstance(w, wrapped) and w.inner is not None]
 
     def _compile(self, node: Stream, settings: Settings, source: str, dlq: str, keys: Serde) -> Emit:
         """`keys`: the key serde of sinks that name none (bytes; windowed keys after a window)."""
@@ -191,7 +206,7 @@ class TopologyCompiler:
             self.sinks.append(
                 CompiledSink(
                     real,
-                    spec.key_serde or keys,
+                    sink_key_serde(spec.key_serde, keys),
                     spec.value_serde,
                     SerdeContext(real, True),
                     SerdeContext(real),
