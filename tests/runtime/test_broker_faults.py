@@ -91,7 +91,7 @@ def test_paused_broker_the_worker_resumes_the_same_commit(
         wait_for(
             lambda: (
                 sum(
-                    committed_offsets(bootstrap, f"{app}.keyed-windowed", names("input"), PARTITIONS).values()
+                    committed_offsets(bootstrap, f"{app}-keyed-windowed", names("input"), PARTITIONS).values()
                 )
                 > 2_000
             ),
@@ -131,7 +131,7 @@ def test_restarted_broker_the_worker_recovers_with_exact_output(
         wait_for(
             lambda: (
                 sum(
-                    committed_offsets(bootstrap, f"{app}.keyed-windowed", names("input"), PARTITIONS).values()
+                    committed_offsets(bootstrap, f"{app}-keyed-windowed", names("input"), PARTITIONS).values()
                 )
                 > 2_000
             ),

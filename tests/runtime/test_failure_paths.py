@@ -429,7 +429,7 @@ def test_sigterm_drain_whose_final_commit_aborts_exits_without_rewinding(  # typ
     )
     assert "transaction_aborted" in names_after
     assert "rewound" not in names_after and "state_restored" not in names_after, names_after
-    assert all(o < 0 for o in committed_offsets(bootstrap, app, source, 1).values())
+    assert all(o < 0 for o in committed_offsets(bootstrap, f"{app}-windowed-count", source, 1).values())
     assert read_settled(bootstrap, names("output")) == []
 
     final = WorkerProcess(
@@ -442,7 +442,7 @@ def test_sigterm_drain_whose_final_commit_aborts_exits_without_rewinding(  # typ
         assert final.wait(120) == 0
     finally:
         final.close()
-    assert committed_offsets(bootstrap, app, source, 1) == {0: 20_000}
+    assert committed_offsets(bootstrap, f"{app}-windowed-count", source, 1) == {0: 20_000}
     counts: Counter[tuple[str, int]] = Counter()
     last = base + 19_999 * 10
     for i in range(20_000):

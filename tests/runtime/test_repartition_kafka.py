@@ -114,7 +114,7 @@ def test_select_key_then_window_repartitions_exactly(bootstrap: str, names, tmp_
         "STREAMSVC_BATCH_SIZE": "300",
     }
     group = agent_group_id(topology, settings)
-    assert group == f"{app}.rekeyed-count"
+    assert group == f"{app}-rekeyed-count"
     log = tmp_path / "worker.log"
 
     def progress() -> int:

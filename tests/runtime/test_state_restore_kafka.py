@@ -57,7 +57,7 @@ def test_restart_reads_the_tail_only_and_a_sigkill_stays_exact(
         "STREAMSVC_BATCH_SIZE": "500",
         "STREAMSVC_TEST_WINDOW": window,
     }
-    group = f"{app}.stored-counts"
+    group = f"{app}-stored-counts"
     encode = lambda k, t: (k.encode(), orjson.dumps({"t": t}))  # noqa: E731
 
     # 1. first half, SIGKILLed mid-run, then a restart until caught up

@@ -114,7 +114,7 @@ def run(bootstrap: str, names, tag: str, data: dict[str, list[Row]], first: list
 
         def consumed() -> bool:
             return all(
-                committed_offsets(bootstrap, f"{app}.synced", t, PARTITIONS) == ends[t]
+                committed_offsets(bootstrap, f"{app}-synced", t, PARTITIONS) == ends[t]
                 for t in topics.values()
             )
 
