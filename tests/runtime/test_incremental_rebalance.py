@@ -43,7 +43,8 @@ def test_aborted_revoke_commit_rewinds_retained_partitions(  # type: ignore[no-u
     a = WorkerProcess(TOPOLOGY, env_a, args=args, log=log)
     b = None
     try:
-        progress = lambda: sum(committed_offsets(bootstrap, f"{app}-keyed-windowed", source, PARTITIONS).values())  # noqa: E731
+        group = f"{app}-keyed-windowed"
+        progress = lambda: sum(committed_offsets(bootstrap, group, source, PARTITIONS).values())  # noqa: E731
         wait_for(lambda: progress() > 0, 90, "first commit")
         b = WorkerProcess(TOPOLOGY, env_b, args=args, log=log)
         fired = lambda: "injected abortable fault at revoke" in log.read_text()  # noqa: E731
