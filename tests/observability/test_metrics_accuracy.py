@@ -69,7 +69,7 @@ def test_counters_lag_and_logs_match_reality(bootstrap: str, names, tmp_path: Pa
 
         # Worker lag per partition = LSO - committed offset, as the admin client sees it. Every partition
         # ends with a transaction marker, which the group's committed offset never passes: lag 1 each.
-        expected = run.admin_lag(run.input, f"{run.app}.observed", 2)
+        expected = run.admin_lag(run.input, f"{run.app}-observed", 2)
         assert expected == {0: 1, 1: 1}
 
         def worker_lag() -> dict[int, float] | None:
