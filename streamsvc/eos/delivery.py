@@ -30,7 +30,9 @@ class DeliveryReports:
     """The producer's `on_delivery` callback target; callbacks may run on any thread."""
 
     def __init__(self, track_offsets: bool = False) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: librdkafka can serve delivery callbacks on this thread while one runs (a producer
+        # destroyed by the garbage collector mid-callback purges its queue through this callback).
+        self._lock = threading.RLock()
         self._rejected: list[Rejected] = []
         self._failed: list[str] = []
         self.track_offsets = track_offsets
