@@ -49,6 +49,7 @@ from streamsvc.observability.lag import ConsumerLag
 from streamsvc.observability.logging import kafka_logging
 from streamsvc.observability.recorder import AgentMetrics
 from streamsvc.runtime.membership import MEMBER_ONLY, fmt_partitions, is_incremental, uncovered_partitions
+from streamsvc.runtime.startup import check_reachable
 from streamsvc.runtime.task import TP, RetryBatch, Rewind, StaleAssignment, Task
 
 MAX_RESUBSCRIBES = 3
@@ -110,6 +111,8 @@ class TaskManager:
         read_committed = conf.get("isolation.level", "read_committed") == "read_committed"
         held = lambda: {tp: self.committed.get(tp) for tp in self.assigned}  # noqa: E731
         self.lag = ConsumerLag(self.labels, held, read_committed, on_total=self.task.lag_total)
+        # Quietly first: clients on a wrong address would log every failed connect until they close.
+        check_reachable(str(conf.get("bootstrap.servers", "")))
         self.consumer = Consumer(
             {
                 **self.lag.client_config(),
