@@ -313,8 +313,16 @@ class IcebergTask(Task):
                 {(self.topic, p): o for p, o in outcome.offsets.items()},
             )
         self.faults("after_catalog_commit")
+        letters = len(self.dead.pending)
         self.dead.commit()
         self._committed(data, parts, time.perf_counter() - started)
+        self.log.info(
+            "iceberg_committed",
+            rows=data.num_rows,
+            dead_letters=letters,
+            offsets=parts,
+            seconds=round(time.perf_counter() - started, 3),
+        )
         return None
 
     def _committed(self, data: pa.Table, parts: dict[int, int], seconds: float) -> None:
