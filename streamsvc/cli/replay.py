@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamsvc.admin.replay import Scope, export_csv, format_table, reset_groups
+from streamsvc.admin.replay import Scope, export_csv, format_table, parse_topic_args, reset_groups
 from streamsvc.cli.admin_common import (
     EXIT_CODES_HELP,
     EXIT_OK,
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     assert scenario is not None  # argparse requires one
     if scenario.kind != "from-file" and not args.topic and not args.all_topics:
         raise ConfigError("One of the reset scopes should be defined: --all-topics, --topic.")
+    parse_topic_args(args.topic)  # a malformed `t:p` is a user error before any Kafka call
     plan_csv = None
     if scenario.kind == "from-file":
         path = Path(scenario.value or "")
