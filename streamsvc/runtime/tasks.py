@@ -315,10 +315,13 @@ class TaskManager:
                 "agent_livelocked",
                 reason=reason,
                 aborts=self.consecutive_aborts,
-                stuck_at={
-                    f"{t}:{p}": o for (t, p), o in sorted(self.committed.items()) if (t, p) in self.assigned
-                },
+                stuck_at=self._stuck_at(),
             )
+
+    def _stuck_at(self) -> dict[str, int]:
+        """Where each assigned partition keeps restarting: its last commit, else its first record."""
+        at = {tp: self.committed.get(tp, self._first.get(tp)) for tp in sorted(self.assigned)}
+        return {f"{t}:{p}": o for (t, p), o in at.items() if o is not None}
 
     def _rewind(self, partitions: set[TP]) -> None:
         """Seek `partitions` back to their last commit, state included."""
