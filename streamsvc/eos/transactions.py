@@ -99,9 +99,12 @@ class ResumableCalls:
 
     def flush(self, producer: Producer, deadline: float) -> None:
         """Until every produced record has a delivery report."""
-        while self.resumable(lambda t: producer.flush(t), "flush", deadline):
+        attempt = 0
+        while remaining := self.resumable(lambda t: producer.flush(t), "flush", deadline):
             if time.monotonic() >= deadline:
                 raise DeadlineExceeded(f"records undelivered after {self.timeouts.deadline_s:.0f} s")
+            attempt += 1  # timed out with records in flight: flush again (the same call, resumed)
+            self.log.warning("client_call_retry", call="flush", attempt=attempt, undelivered=remaining)
 
 
 class TransactionalCommitter:

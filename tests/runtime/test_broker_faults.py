@@ -85,6 +85,8 @@ def test_paused_broker_the_worker_resumes_the_same_commit(
         STREAMSVC_COMMIT_INTERVAL_MS="500",
         STREAMSVC_BATCH_SIZE="200",
         STREAMSVC_CLIENT_TIMEOUT_MS="2000",  # one call's timeout, far below the pause
+        # Slow batches: fetched records are still waiting when the broker freezes, so commits fall in it.
+        STREAMSVC_FAULTS="after_produce:pause=0.05:1:*",
     )
     worker = WorkerProcess(TOPOLOGY, env, args=("--until-caught-up",), log=log)
     try:
