@@ -369,6 +369,8 @@ class TaskManager:
         fixed = [tp for tp in self.assigned if tp[0] not in self.task.growing_sources]
         if not all(done(tp, self.end_at_assign.get(tp, 0)) for tp in fixed):
             return False
+        if not self._unassigned_caught_up():
+            return False
         if self.task.growing_sources and self.task.pending:
             return False  # what the open transaction wrote to them is not readable yet
         assert self.reader is not None
@@ -377,6 +379,30 @@ class TaskManager:
             for tp in self.assigned
             if tp[0] in self.task.growing_sources
         )
+
+    def _unassigned_caught_up(self) -> bool:
+        """Source partitions this member does not hold are committed up to their end by the group. An
+        incremental protocol can hand partitions over one by one, and a departed static member keeps
+        its own until its session times out: caught up means the group's input, not this member's.
+        (A committed offset just short of a transaction marker reads as not yet: the partition is
+        then checked once it is assigned here.)"""
+        assert self.reader is not None
+        topics = set(self.task.subscription()) - self.task.growing_sources
+        meta = self.reader.list_topics(timeout=10).topics
+        others = [
+            TopicPartition(t, p)
+            for t in sorted(topics)
+            if t in meta
+            for p in meta[t].partitions
+            if (t, p) not in self.assigned
+        ]
+        if not others:
+            return True
+        for tp in self.reader.committed(others, timeout=30):
+            high = self.reader.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)[1]
+            if high > max(tp.offset, 0):
+                return False
+        return True
 
     # ---- rebalance callbacks (run inside consume()) -------------------------------------------
 
