@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from streamsvc.config import Settings
 from streamsvc.dlq.records import OutputRecord
@@ -41,7 +42,7 @@ from streamsvc.runtime.internal_topics import consumer_group, external_sources, 
 from streamsvc.runtime.outputs import TopicLimits, fetch_limits, producer_max_bytes
 from streamsvc.runtime.processor import Processor
 from streamsvc.runtime.repartition import REPARTITION_CONFIG
-from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
+from streamsvc.runtime.startup import ensure_internal, source_partitions
 from streamsvc.runtime.stores import TaskState
 from streamsvc.runtime.task import TP, RetryBatch, Rewind, Task
 from streamsvc.runtime.tasks import TaskManager
@@ -144,9 +145,8 @@ class StreamTask(Task):
     def subscription(self) -> list[str]:
         return self.processor.source_topics
 
-    def open(self, consumer: Consumer) -> None:
+    def open(self, consumer: Consumer, admin: AdminClient) -> None:
         s = self.settings
-        admin = check_reachable(s.bootstrap_servers)
         self._prepare_topics(admin)
         self.global_readers = [
             GlobalTableReader(t, s.bootstrap_servers, self.log, self.labels)
@@ -382,18 +382,8 @@ class Agent:
         labels = {"app": settings.app_id, "agent": self.name}
         faults = faults if faults is not None else faults_from_env()
         self.task = StreamTask(topology, settings, self.transactional_id, self.log, labels, on_commit, faults)
-        self.manager = TaskManager(
-            self.task,
-            bootstrap_servers=settings.bootstrap_servers,
-            batch_size=settings.batch_size,
-            poll_timeout_s=settings.poll_timeout_ms / 1000.0,
-            log=self.log,
-            labels=labels,
-            obs=self.task.obs,
-            health=health,
-            until_caught_up=until_caught_up,
-            max_consecutive_aborts=settings.max_consecutive_aborts,
-            faults=faults,
+        self.manager = TaskManager.for_settings(
+            self.task, settings, self.log, labels, self.task.obs, health, until_caught_up, faults
         )
 
     @property

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, Message
+from confluent_kafka.admin import AdminClient
 
 from streamsvc.errors import StreamsvcError
 from streamsvc.observability.recorder import Outcome
@@ -58,8 +59,9 @@ class Task(ABC):
     def subscription(self) -> list[str]:
         """The topics to subscribe to."""
 
-    def open(self, consumer: Consumer) -> None:
-        """Create producers and check topics; runs before the subscription."""
+    def open(self, consumer: Consumer, admin: AdminClient) -> None:
+        """Create producers and check topics (`admin`: on the bootstrap servers, already reached);
+        runs before the subscription."""
         return None
 
     @abstractmethod

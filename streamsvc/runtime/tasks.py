@@ -40,6 +40,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from streamsvc.config import Settings
 from streamsvc.eos.errors import AbortableError, DeadlineExceeded, ErrorKind, classify, is_fatal, kafka_error
 from streamsvc.errors import FatalRuntimeError, StreamsvcError
 from streamsvc.faults import FaultHook, no_faults
@@ -57,6 +58,33 @@ MAX_RESUBSCRIBES = 3
 
 class TaskManager:
     """Runs one `Task` with one consumer until `stop`, caught up (`until_caught_up`) or a failure."""
+
+    @classmethod
+    def for_settings(
+        cls,
+        task: Task,
+        settings: Settings,
+        log: Any,
+        labels: dict[str, str],
+        obs: AgentMetrics,
+        health: HealthState | None,
+        until_caught_up: bool,
+        faults: FaultHook,
+    ) -> TaskManager:
+        """The manager of `task` under an agent's `settings`."""
+        return cls(
+            task,
+            bootstrap_servers=settings.bootstrap_servers,
+            batch_size=settings.batch_size,
+            poll_timeout_s=settings.poll_timeout_ms / 1000.0,
+            log=log,
+            labels=labels,
+            obs=obs,
+            health=health,
+            until_caught_up=until_caught_up,
+            max_consecutive_aborts=settings.max_consecutive_aborts,
+            faults=faults,
+        )
 
     def __init__(
         self,
@@ -112,7 +140,7 @@ class TaskManager:
         held = lambda: {tp: self.committed.get(tp) for tp in self.assigned}  # noqa: E731
         self.lag = ConsumerLag(self.labels, held, read_committed, on_total=self.task.lag_total)
         # Quietly first: clients on a wrong address would log every failed connect until they close.
-        check_reachable(str(conf.get("bootstrap.servers", "")))
+        self.admin = check_reachable(self.bootstrap_servers)
         self.consumer = Consumer(
             {
                 **self.lag.client_config(),
@@ -125,7 +153,7 @@ class TaskManager:
         plain = {k: v for k, v in conf.items() if not callable(v) and k not in MEMBER_ONLY}
         self.reader = Consumer({**plain, **kafka_logging(**self.labels, component="offsets")})
         try:
-            self.task.open(self.consumer)
+            self.task.open(self.consumer, self.admin)
             self.health.set_ready(self.name, False)
             self._subscribe()
             self.health.polled(self.name)

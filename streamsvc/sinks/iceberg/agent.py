@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from pyiceberg.catalog import Catalog
 
 from streamsvc.config import Settings
@@ -35,7 +36,7 @@ from streamsvc.observability.logging import get_logger, kafka_logging
 from streamsvc.observability.recorder import AgentMetrics, SinkOutcome
 from streamsvc.registry.client import bind_registry
 from streamsvc.runtime.outputs import RECORD_OVERHEAD, fetch_limits, producer_max_bytes
-from streamsvc.runtime.startup import check_reachable, ensure_internal, source_partitions
+from streamsvc.runtime.startup import ensure_internal, source_partitions
 from streamsvc.runtime.task import TP, Rewind, Task
 from streamsvc.runtime.tasks import TaskManager
 from streamsvc.serde.base import SerdeContext
@@ -143,9 +144,8 @@ class IcebergTask(Task):
     def subscription(self) -> list[str]:
         return [self.topic]
 
-    def open(self, consumer: Consumer) -> None:
+    def open(self, consumer: Consumer, admin: AdminClient) -> None:
         s = self.settings
-        admin = check_reachable(s.bootstrap_servers)
         parts = source_partitions(admin, [self.topic], s.wait_for_sources_s, self.log)[self.topic]
         ensure_internal(admin, {self.dlq_topic: parts}, strict=False, replication=s.replication)
         dlq_parts = len(admin.list_topics(self.dlq_topic, timeout=30).topics[self.dlq_topic].partitions)
@@ -427,18 +427,8 @@ class IcebergSinkAgent:
         labels = {"app": settings.app_id, "agent": spec.name}
         faults = faults if faults is not None else faults_from_env()
         self.task = IcebergTask(spec, settings, catalog, self.log, labels, faults, kafka_commit, on_commit)
-        self.manager = TaskManager(
-            self.task,
-            bootstrap_servers=settings.bootstrap_servers,
-            batch_size=settings.batch_size,
-            poll_timeout_s=settings.poll_timeout_ms / 1000.0,
-            log=self.log,
-            labels=labels,
-            obs=self.task.obs,
-            health=health,
-            until_caught_up=until_caught_up,
-            max_consecutive_aborts=settings.max_consecutive_aborts,
-            faults=faults,
+        self.manager = TaskManager.for_settings(
+            self.task, settings, self.log, labels, self.task.obs, health, until_caught_up, faults
         )
         self.task.manager = self.manager
 
