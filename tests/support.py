@@ -11,16 +11,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from streamsvc.eos.errors import COORDINATOR_MOVING
 
 ROOT = Path(__file__).resolve().parents[1]
-_COORDINATOR_MOVING = frozenset(
-    {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-    }
-)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -70,7 +65,7 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
                 return {tp.partition: tp.offset for tp in tps}
             except KafkaException as exc:
                 err = exc.args[0]
-                if not (err.retriable() or err.code() in _COORDINATOR_MOVING) or time.monotonic() > deadline:
+                if not (err.retriable() or err.code() in COORDINATOR_MOVING) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
     finally:

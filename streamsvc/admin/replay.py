@@ -23,6 +23,7 @@ from typing import Literal
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+from streamsvc.eos.errors import while_coordinator_moves
 from streamsvc.errors import ConfigError, StreamsvcError
 from streamsvc.runtime.topics import list_offsets, partition_counts
 
@@ -224,7 +225,9 @@ def format_table(plans: Sequence[GroupPlan]) -> str:
 def group_state(admin: AdminClient, group: str, timeout: float = 30.0) -> str:
     """The group's state as Kafka's tools name it; an unknown group is Dead."""
     try:
-        description = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result()
+        description = while_coordinator_moves(
+            lambda: admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(), timeout
+        )
     except KafkaException as exc:
         if exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
             return "Dead"
@@ -236,7 +239,9 @@ def group_state(admin: AdminClient, group: str, timeout: float = 30.0) -> str:
 def committed_offsets(admin: AdminClient, group: str, timeout: float = 30.0) -> dict[TP, int]:
     """The group's committed offsets (partitions without one are left out)."""
     request = [ConsumerGroupTopicPartitions(group)]
-    result = admin.list_consumer_group_offsets(request, request_timeout=timeout)[group].result()
+    result = while_coordinator_moves(
+        lambda: admin.list_consumer_group_offsets(request, request_timeout=timeout)[group].result(), timeout
+    )
     return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions or [] if tp.offset >= 0}
 
 
@@ -387,7 +392,10 @@ def apply(admin: AdminClient, plan: GroupPlan, timeout: float = 30.0) -> None:
     tps = [TopicPartition(t, p, o) for (t, p), o in sorted(plan.offsets.items())]
     request = [ConsumerGroupTopicPartitions(plan.group, tps)]
     try:
-        result = admin.alter_consumer_group_offsets(request, request_timeout=timeout)[plan.group].result()
+        result = while_coordinator_moves(
+            lambda: admin.alter_consumer_group_offsets(request, request_timeout=timeout)[plan.group].result(),
+            timeout,
+        )
     except KafkaException as exc:
         if exc.args[0].code() in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS):
             raise GroupActiveError(refuse_message(plan.group, group_state(admin, plan.group))) from exc

@@ -122,7 +122,7 @@ def admin_command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             return EXIT_REFUSED
         except KafkaException as exc:
             err = exc.args[0] if exc.args else exc
-            text = err.str() if isinstance(err, KafkaError) else str(err)
+            text = f"{err.str()} [{err.name()}]" if isinstance(err, KafkaError) else str(err)
             raise StreamsvcError(f"Kafka: {text}") from exc
         except (OSError, TimeoutError) as exc:
             raise StreamsvcError(str(exc)) from exc

@@ -11,7 +11,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from enum import StrEnum
+from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -43,6 +46,19 @@ RECORD_CODES = frozenset(
         KafkaError.INVALID_TIMESTAMP,
     }
 )
+
+
+# The group or transaction coordinator is elsewhere or still loading its partition (right after a
+# broker start or a leader move). librdkafka reports COORDINATOR_LOAD_IN_PROGRESS as not retriable
+# from the admin API, yet the very same call succeeds a moment later.
+COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+T = TypeVar("T")
 
 
 class AbortableError(StreamsvcError):
@@ -80,3 +96,17 @@ def classify(err: KafkaError | None) -> ErrorKind:
     if err.retriable():
         return ErrorKind.RETRIABLE
     return ErrorKind.ABORTABLE
+
+
+def while_coordinator_moves(call: Callable[[], T], timeout: float = 60.0, interval: float = 0.2) -> T:
+    """`call()`, made again while its answer is a coordinator that is moving or loading (up to
+    `timeout` seconds); any other error, or the last one past the deadline, is raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = kafka_error(exc)
+            if err is None or err.code() not in COORDINATOR_MOVING or time.monotonic() > deadline:
+                raise
+        time.sleep(interval)

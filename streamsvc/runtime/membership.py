@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from streamsvc.eos.errors import while_coordinator_moves
 from streamsvc.runtime.topics import admin_client
 
 MEMBER_ONLY = frozenset(
@@ -22,7 +23,9 @@ def is_incremental(conf: Mapping[str, Any]) -> bool:
 def uncovered_partitions(bootstrap: str, group: str, topics: set[str]) -> str | None:
     """Partitions of `topics` that no member of `group` is assigned (a cached static assignment)."""
     admin = admin_client(bootstrap)
-    desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+    desc = while_coordinator_moves(
+        lambda: admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15), 30
+    )
     held = {
         (tp.topic, tp.partition)
         for member in desc.members

@@ -40,9 +40,7 @@ _NO_LEADER_YET = frozenset(
 
 def admin_client(bootstrap: str, config: Mapping[str, Any] | None = None) -> AdminClient:
     """An admin client; `config` adds client properties (security settings from `--command-config`)."""
-    return AdminClient(
-        {**kafka_logging(component="admin"), **(config or {}), "bootstrap.servers": bootstrap}
-    )
+    return AdminClient({**kafka_logging(component="admin"), **(config or {}), "bootstrap.servers": bootstrap})
 
 
 def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
