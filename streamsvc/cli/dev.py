@@ -14,7 +14,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     dev = sub.add_parser("dev", help="development helpers")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)
     k = dev_sub.add_parser("kafka", help="a real Kafka (KRaft) from Maven Central jars")
-    k.add_argument("action", choices=["start", "stop", "status"])
+    k.add_argument(
+        "action",
+        choices=["start", "stop", "status"],
+        help="start, stop or report the local broker (exit 3: not running)",
+    )
     k.add_argument("--fresh", action="store_true", help="start: wipe the broker's data first")
     k.add_argument(
         "--brokers",
@@ -31,11 +35,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "port +1), in-memory storage. `start` prints the URL to use as STREAMSVC_REGISTRY_URL; "
         "`status` exits 3 when it is not running.",
     )
-    r.add_argument("action", choices=["start", "stop", "status"])
+    r.add_argument(
+        "action",
+        choices=["start", "stop", "status"],
+        help="start, stop or report the local registry (exit 3: not running)",
+    )
     r.set_defaults(func=run_registry)
 
     lk = dev_sub.add_parser("lake", help="a local S3 (versitygw) + Iceberg REST catalog, on loopback")
-    lk.add_argument("action", choices=["start", "stop", "status", "env", "install"])
+    lk.add_argument(
+        "action",
+        choices=["start", "stop", "status", "env", "install"],
+        help="start/stop/status the lake, print its client environment (env), or build/fetch it (install)",
+    )
     lk.add_argument("--fresh", action="store_true", help="start: wipe the lake's objects and catalog first")
     lk.set_defaults(func=run_lake)
 

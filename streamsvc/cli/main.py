@@ -22,13 +22,22 @@ def _run(args: argparse.Namespace) -> int:
     code = worker.run()
     for line in worker.errors:
         print(f"streamsvc: error: {line}", file=sys.stderr)
+    if args.until_caught_up:
+        from streamsvc.runtime.summary import format_summary
+
+        print(format_summary(worker.agents), flush=True)
     return code
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamsvc", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
-    parser.add_argument("--log-format", choices=["json", "console"], default="json")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        default="json",
+        help="structlog JSON lines on stderr (default) or console lines for humans",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a worker for one or more topologies")
     run.add_argument("topology", nargs="+", help="file.py[:attr] or package.module:attr")
@@ -36,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--until-caught-up",
         action="store_true",
-        help="exit 0 once every assigned partition is processed up to its end offset at assignment",
+        help="exit 0 once the input present at start-up is processed, then print the outcome summary "
+        "(per source: consumed, emitted, filtered, dead-lettered by reason, late; the invariant)",
     )
     run.set_defaults(func=_run)
     dev.add_parser(sub)

@@ -97,8 +97,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="what changed between two schemas, field by field, and whether it is compatible",
         description=f"{REFS}. Exit 0 no change, 1 changes found, 2 error.",
     )
-    diff_.add_argument("old", metavar="OLD")
-    diff_.add_argument("new", metavar="NEW")
+    diff_.add_argument(
+        "old", metavar="OLD", help="the earlier schema: a file, git:REV:path or registry:SUBJECT[:VERSION]"
+    )
+    diff_.add_argument("new", metavar="NEW", help="the later schema, same forms as OLD")
     _registry_arg(diff_)
     diff_.set_defaults(func=_guarded(_diff))
 

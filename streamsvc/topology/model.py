@@ -11,6 +11,7 @@ through `Settings.topics`, so the same topology runs against per-test or per-env
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,6 +35,27 @@ def _check_store(store: str) -> str:
     if store not in STORES:
         raise TopologyError(f"store must be one of {STORES}, got {store!r}")
     return "rocksdb" if store == "disk" else store
+
+
+def _arity(what: str, fn: Any, takes: str) -> Any:
+    """Return `fn` if it can be called with the arguments `takes` names (e.g. "(key, value)"); raise a
+    TopologyError at build time otherwise, rather than dead-lettering every record at run time."""
+    if not callable(fn):
+        raise TopologyError(f"{what} must be a function {takes}, got {type(fn).__name__}")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature: let them through
+        return fn
+    n = takes.count(",") + 1
+    try:
+        signature.bind(*range(n))
+    except TypeError:
+        name = getattr(fn, "__name__", type(fn).__name__)
+        raise TopologyError(
+            f"{what} is called as fn{takes}, but {name}{signature} cannot take {n} positional "
+            f"argument{'s' if n > 1 else ''}"
+        ) from None
+    return fn
 
 
 EventTimeExtractor = Callable[[Any, int], int]
@@ -208,12 +230,12 @@ class Stream:
 
     def map(self, fn: Callable[[Any], Any]) -> Stream:
         """Replace each value by `fn(value)`; the key is kept."""
-        return self._then(MapOp(fn))
+        return self._then(MapOp(_arity("map()", fn, "(value)")))
 
     def select_key(self, fn: Callable[[Any, Any], Any]) -> Stream:
         """Re-key each record with `fn(key, value)`. A stateful operator after it (window, join)
         repartitions first, through `<app_id>-<operator name>-repartition` (see `repartition`)."""
-        return self._then(SelectKeyOp(fn))
+        return self._then(SelectKeyOp(_arity("select_key()", fn, "(key, value)")))
 
     def group_by(
         self,
@@ -254,15 +276,15 @@ class Stream:
 
     def filter(self, predicate: Callable[[Any], bool]) -> Stream:
         """Keep the records for which `predicate(value)` is true; the others count as filtered."""
-        return self._then(FilterOp(predicate))
+        return self._then(FilterOp(_arity("filter()", predicate, "(value)")))
 
     def flat_map(self, fn: Callable[[Any], Iterable[Any]]) -> Stream:
         """Replace each value by zero or more values."""
-        return self._then(FlatMapOp(fn))
+        return self._then(FlatMapOp(_arity("flat_map()", fn, "(value)")))
 
     def peek(self, fn: Callable[[Any, Any], None]) -> Stream:
         """Call `fn(key, value)` for its side effect and pass the record on unchanged."""
-        return self._then(PeekOp(fn))
+        return self._then(PeekOp(_arity("peek()", fn, "(key, value)")))
 
     def branch(self, default: str | None = None, **predicates: Callable[[Any], bool]) -> dict[str, Stream]:
         """Route each record to the first branch whose predicate holds (Kafka Streams' `split`).
@@ -272,6 +294,8 @@ class Stream:
         """
         if not predicates:
             raise TopologyError("branch() needs at least one named predicate")
+        for branch_name, predicate in predicates.items():
+            _arity(f"branch() predicate {branch_name!r}", predicate, "(value)")
         names = [*predicates, *([default] if default else [])]
         if len(set(names)) != len(names):
             raise TopologyError(f"branch names must be unique, got {names}")
@@ -306,6 +330,10 @@ class Stream:
             raise TopologyError(f"store name {name!r} is used twice in {self.topology.name!r}")
         if key_format not in KEY_FORMATS:
             raise TopologyError(f"key_format must be one of {KEY_FORMATS}, got {key_format!r}")
+        if emit not in ("final", "update"):
+            raise TopologyError(f"emit must be 'final' or 'update', got {emit!r}")
+        if value is not None:
+            _arity("window(value=...)", value, "(value)")
         node = self._keyed(name)
         self.topology.store_names.append(name)
         op = WindowOp(
@@ -322,6 +350,7 @@ class Stream:
         `"inner"` counts them as filtered. The stream and table topics must be co-partitioned."""
         if how not in ("inner", "left"):
             raise TopologyError(f"join how must be 'inner' or 'left', got {how!r}")
+        _arity("join() combine", combine, "(value, row)")
         return self._keyed(f"{table.name}-join")._then(JoinTableOp(table, combine, how))
 
     def interval_join(
@@ -344,6 +373,7 @@ class Stream:
         of the buffers so that restarts read only the changelog's tail."""
         if how not in ("inner", "left"):
             raise TopologyError(f"interval join how must be 'inner' or 'left', got {how!r}")
+        _arity("interval_join() combine", combine, "(left, right)")
         if name in self.topology.store_names:
             raise TopologyError(f"store name {name!r} is used twice in {self.topology.name!r}")
         self.topology.store_names.append(name)
@@ -401,6 +431,7 @@ class Topology:
         """Declare a source topic (logical name). `dlq_topic` defaults to `<real topic>.dlq`."""
         if any(s.topic == topic for s in self.sources):
             raise TopologyError(f"topic {topic!r} is already a source of topology {self.name!r}")
+        _arity("source(event_time=...)", event_time, "(value, kafka_timestamp_ms)")
         src = Source(
             topology=self,
             topic=topic,
