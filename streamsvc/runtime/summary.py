@@ -81,7 +81,10 @@ def _dead_text(outcome: SourceOutcome) -> str:
         return "0"
     parts = []
     for stage, n in outcome.dead_by_stage.items():
-        classes = [f"{cls} {m}" for (s, cls), m in outcome.dead_by_reason.items() if s == stage]
+        # the class without its module (`streamsvc.errors.ExpectationFailed` -> `ExpectationFailed`)
+        classes = [
+            f"{cls.rsplit('.', 1)[-1]} {m}" for (s, cls), m in outcome.dead_by_reason.items() if s == stage
+        ]
         parts.append(f"{stage} {n}" + (f": {', '.join(classes)}" if classes else ""))
     return f"{outcome.dead_lettered} ({'; '.join(parts)})"
 
