@@ -9,6 +9,7 @@ illustrative fragment and is skipped (keep those rare).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,8 @@ def test_the_examples_of_a_page_run(
     monkeypatch.setenv("STREAMSVC_REGISTRY_URL", registry_url)
     monkeypatch.setenv("STREAMSVC_METRICS_PORT", "0")
     monkeypatch.setenv("STREAMSVC_STATE_DIR", str(tmp_path / "state"))
+    # `python -m streamsvc.cli.main` in an example runs this checkout's streamsvc.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     before = _docs_topics(admin)
     try:
         run_page(blocks(page))
