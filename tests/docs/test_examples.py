@@ -88,10 +88,13 @@ def test_the_examples_of_a_page_run(
         delete_topics(admin, sorted(_docs_topics(admin) - before))
 
 
-def test_most_blocks_run() -> None:
+def test_the_pages_have_examples_and_few_are_skipped() -> None:
     every = [b for p in PAGES for b in blocks(p)]
     skipped = [f"{b.page.name}:{b.line}" for b in every if not b.run]
-    assert len(every) >= 20 and len(skipped) <= len(every) // 5, f"too many blocks not run: {skipped}"
+    assert len(skipped) <= len(every) // 5, f"too many blocks not run: {skipped}"
+    concepts = ("topology", "windows", "joins", "state", "exactly-once", "dlq", "iceberg", "operations")
+    without = [c for c in concepts if not any(b.run for b in blocks(ROOT / "docs" / f"{c}.md"))]
+    assert not without, f"concept pages without a runnable example: {without}"
 
 
 def test_a_broken_example_fails(tmp_path: Path) -> None:
