@@ -30,7 +30,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamsvc", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="streamsvc",
+        description=__doc__,
+        epilog="`streamsvc COMMAND --help` describes each command; docs/contracts.md the guarantees.",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     parser.add_argument(
         "--log-format",
@@ -39,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="structlog JSON lines on stderr (default) or console lines for humans",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a worker for one or more topologies")
+    run = sub.add_parser(
+        "run",
+        help="run a worker for one or more topologies",
+        description="Run one agent per topology until SIGTERM/SIGINT (or --until-caught-up). Exit codes: "
+        "0 drained or caught up, 1 error (configuration, crash, stuck client), 2 fatal Kafka error (fenced).",
+    )
     run.add_argument("topology", nargs="+", help="file.py[:attr] or package.module:attr")
     run.add_argument("--config", help="TOML config file (also STREAMSVC_CONFIG)")
     run.add_argument(
