@@ -6,7 +6,10 @@ through `Settings.topics`, so the same topology runs against per-test or per-env
 
     topology = Topology("orders-clean")
     orders = topology.source("orders", value_serde=JsonSerde(), expectations=[not_null("id")])
-    orders.filter(lambda o: o["qty"] > 0).map(normalise).to("orders_clean", value_serde=JsonSerde())
+    orders.filter(lambda o: o["qty"] > 0).to("orders_clean", value_serde=JsonSerde())
+
+Operator functions are checked against the arguments they will get when the topology is built
+(`select_key(fn)` calls `fn(key, value)`, `map(fn)` calls `fn(value)`, ...; see docs/topology.md).
 """
 
 from __future__ import annotations
