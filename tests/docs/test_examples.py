@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,12 @@ def test_the_examples_of_a_page_run(
     # `python -m streamsvc.cli.main` in an example runs this checkout's streamsvc.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     before = _docs_topics(admin)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         run_page(blocks(page))
     finally:
+        for sig, handler in handlers.items():  # Worker.run() installs its own
+            signal.signal(sig, handler)
         delete_topics(admin, sorted(_docs_topics(admin) - before))
 
 
