@@ -22,7 +22,7 @@ import orjson
 from streamsvc.dlq.records import Headers, OutputRecord, SourceMessage, error_class_name
 from streamsvc.errors import LateRecordError, RecordFoldError
 from streamsvc.joins.interval import CombineFailed
-from streamsvc.runtime.compiled import CompiledIntervalJoin, CompiledSource, CompiledWindow, Tally
+from streamsvc.runtime.compiled import CompiledIntervalJoin, CompiledWindow, Tally
 from streamsvc.runtime.outputs import RecordRejected
 from streamsvc.runtime.task import RetryBatch
 from streamsvc.serde.windowed import Windowed
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from streamsvc.runtime.processor import Processor
 
 MAX_FUTURE_TIMESTAMP_MS = 10 * 60 * 1000
-Absorbed = dict[int, tuple[SourceMessage, CompiledSource]]  # message index -> (message, its source)
 
 
 def fold(
@@ -41,7 +40,6 @@ def fold(
     messages: Sequence[SourceMessage],
     outputs: list[OutputRecord],
     tally: Tally,
-    absorbed: Absorbed,
     now_ms: int,
 ) -> None:
     """Fold this batch's window and join rows; a record late for any of them goes to the DLQ as late
@@ -52,7 +50,8 @@ def fold(
     for join in proc.interval_joins.values():
         _fold_join(proc, join, messages, outputs, tally, late_hits, now_ms)
     for index in sorted(late_hits):
-        msg, src = absorbed[index]
+        msg = messages[index]
+        src = proc.sources[msg.topic() or ""]
         tally.emitted[src.topic] -= 1
         tally.late[src.topic] += 1
         late = LateRecordError("the record is behind its partition's watermark: its windows closed")
