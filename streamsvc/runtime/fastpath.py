@@ -106,6 +106,11 @@ def run_linear(
     topic = src.topic
     source = src.source
     key_kind, value_kind = _kind(source.key_serde), _kind(source.value_serde)
+    if not (plan.steps or source.expectations or timed) and len(plan.sink_ids) == 1:
+        sink = compiled[plan.sink_ids[0]]
+        kinds = (key_kind, value_kind, _kind(sink.key_serde), _kind(sink.value_serde))
+        if kinds == (_IDENTITY,) * 4:
+            return _run_copy(topic, sinks[plan.sink_ids[0]], messages, start, outputs, tally)
     key_of, value_of = source.key_serde.deserialize, source.value_serde.deserialize
     key_ctx, value_ctx = src.key_ctx, src.value_ctx
     expectations, event_time = source.expectations, source.event_time
@@ -194,6 +199,46 @@ def run_linear(
             tally.produced[sink_topic] += emitted
     if filtered:
         tally.filtered[topic] += filtered
+    return i, failed
+
+
+def _run_copy(
+    topic: str,
+    sink: SinkRow,
+    messages: Sequence[SourceMessage],
+    start: int,
+    outputs: list[OutputRecord],
+    tally: Tally,
+) -> tuple[int, bool]:
+    """`run_linear` of a bytes-to-bytes copy into one sink (no operators, expectations or event time):
+    key and value go out as they came, if they are bytes (or null) and the broker would take them."""
+    sink_topic, lim, lo, hi = sink[0], sink[5], sink[6], sink[7]
+    max_bytes = lim.max_bytes
+    append = outputs.append
+    n, i = len(messages), start
+    failed = False
+    while i < n:
+        msg = messages[i]
+        if msg.topic() != topic:
+            break
+        k, v = msg.key(), msg.value()
+        ts = msg.timestamp()[1]
+        if ts < 0:
+            ts = 0
+        if (
+            (k is not None and k.__class__ is not bytes)
+            or (v is not None and v.__class__ is not bytes)
+            or (len(k) if k else 0) + (len(v) if v else 0) > max_bytes
+            or (ts and not lo <= ts <= hi)
+        ):
+            failed = True
+            break
+        append(OutputRecord(sink_topic, k, v, ts))
+        i += 1
+    if i > start:
+        tally.consumed[topic] += i - start
+        tally.emitted[topic] += i - start
+        tally.produced[sink_topic] += i - start
     return i, failed
 
 
