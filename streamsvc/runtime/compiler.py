@@ -27,6 +27,7 @@ from streamsvc.runtime.compiled import (
     CompiledWindow,
     Emit,
 )
+from streamsvc.runtime.fastpath import plan_of
 from streamsvc.runtime.repartition import RekeyError, repartition_topic
 from streamsvc.serde.base import Serde, SerdeContext
 from streamsvc.serde.raw import BytesSerde
@@ -112,6 +113,7 @@ class TopologyCompiler:
         self.repartitions: list[CompiledRepartition] = []
         self.settings = settings
         self.local_states: LocalStates | None = None
+        self._node_sinks: dict[int, list[int]] = {}  # id(stream node) -> its sink ids
         for src in topology.sources:
             if src.table is not None:
                 real = settings.topic(src.topic)
@@ -142,6 +144,11 @@ class TopologyCompiler:
             if not join.source_topic or not join.right_topic:
                 raise TopologyError(f"interval join {join.name!r} lacks its left or right input")
             self.copartitioned.append((join.source_topic, join.right_topic))
+        self.plans = {
+            topic: plan
+            for topic, src in self.sources.items()
+            if (plan := plan_of(src, self.windows, self._node_sinks)) is not None
+        }
         internal = {r.topic for r in self.repartitions}
         loops = (set(self.sources) - internal) & set(self.output_topics)
         if loops:
@@ -213,6 +220,7 @@ class TopologyCompiler:
                 )
             )
             sink_ids.append(len(self.sinks) - 1)
+        self._node_sinks[id(node)] = sink_ids
 
         def forward(k: Any, v: Any, out: list[tuple[int, Any, Any]]) -> None:
             for sid in sink_ids:

@@ -5,7 +5,8 @@ operator tree and serialize its outputs (DLQ `process`). Every consumed message 
 outcome — emitted (>= 1 output, or absorbed into state), filtered (0 outputs), dead-lettered, or late
 (all its windows had closed) — which is what makes the accounting invariant exact. Outputs of a
 message that fails half-way are discarded with it. Records that reach windows or interval joins are
-folded into them per partition after the per-record loop, so those engines work on columns.
+folded into them per partition after the loop, so those engines work on columns. Linear sources (a
+chain of map/filter/select_key into plain sinks or one window) take the fast loop of `runtime.fastpath`.
 Compilation (topics, sinks, stores, sub-topologies) is in `streamsvc.runtime.compiler`.
 """
 
@@ -27,9 +28,10 @@ from streamsvc.runtime.compiled import (
     Tally,
 )
 from streamsvc.runtime.compiler import TopologyCompiler
+from streamsvc.runtime.fastpath import SinkRow, run_linear
 from streamsvc.runtime.outputs import Quarantine, RecordRejected, TopicLimits
 from streamsvc.runtime.repartition import decode_typed_key
-from streamsvc.runtime.stateful import Absorbed, advance_idle, fold
+from streamsvc.runtime.stateful import advance_idle, fold
 from streamsvc.topology.model import Topology
 from streamsvc.validation.expectations import first_violation
 
@@ -41,6 +43,7 @@ class Processor(TopologyCompiler):
         self.quarantine = Quarantine()
         self._limits: dict[str, TopicLimits] = {}
         self._default_limits = TopicLimits()
+        self.fast_path = True  # False: every record takes the per-record path (tests compare the two)
         super().__init__(topology, settings)
 
     def limits(self, topic: str) -> TopicLimits:
@@ -56,16 +59,14 @@ class Processor(TopologyCompiler):
         """Process one batch. A bad record becomes a DLQ output and the rest goes on; only a record that
         fails inside a stateful engine raises `RetryBatch` (it is poisoned for the re-run).
 
-        This is the hot path: lookups are hoisted out of the loop and a failed record's partial outputs
-        are cut off the shared output list instead of being staged in a per-record list. Records that
-        reach a window are folded into it per partition after the loop, so windows work on columns.
+        Runs of a linear source (`runtime.fastpath`) take the fast loop; a record it cannot take, and
+        every record of another source or of a batch under quarantine, takes the per-record path.
+        Records that reach a window are folded into it per partition after the loop, on columns.
         """
         outputs: list[OutputRecord] = []
-        append = outputs.append
         tally = Tally()
-        consumed, emitted, filtered, produced = tally.consumed, tally.emitted, tally.filtered, tally.produced
         now_ms = int(time.time() * 1000)
-        sinks = []
+        sinks: list[SinkRow] = []
         for s in self.sinks:
             lim = self.limits(s.topic)
             lo, hi = now_ms - lim.past_ms, now_ms + lim.future_ms
@@ -74,12 +75,53 @@ class Processor(TopologyCompiler):
             sinks.append((s.topic, ser_key, ser_value, s.key_ctx, s.value_ctx, lim, lo, hi, internal))
         windowed = bool(self.windows) or bool(self.interval_joins)
         timed = windowed or bool(self.repartitions)
+        plans = self.plans if self.fast_path and not self.quarantine.poisoned else {}
+        if not plans or self.quarantine.blocked:
+            self._slow(messages, 0, len(messages), sinks, outputs, tally, now_ms)
+        else:
+            i, n = 0, len(messages)
+            while i < n:
+                topic = messages[i].topic() or ""
+                plan = plans.get(topic)
+                if plan is None:  # the run of a source without a plan, per record
+                    j = i + 1
+                    while j < n and (messages[j].topic() or "") == topic:
+                        j += 1
+                    self._slow(messages, i, j, sinks, outputs, tally, now_ms)
+                    i = j
+                    continue
+                src = self.sources[topic]
+                i, failed = run_linear(plan, src, messages, i, sinks, self.sinks, outputs, tally, timed)
+                if failed:
+                    self._slow(messages, i, i + 1, sinks, outputs, tally, now_ms)
+                    i += 1
+        if windowed:
+            fold(self, messages, outputs, tally, now_ms)
+        return BatchResult(outputs, tally)
+
+    def _slow(
+        self,
+        messages: Sequence[SourceMessage],
+        start: int,
+        end: int,
+        sinks: Sequence[SinkRow],
+        outputs: list[OutputRecord],
+        tally: Tally,
+        now_ms: int,
+    ) -> None:
+        """The per-record path over `messages[start:end]`: the compiled tree's closures, one record at a
+        time, with every failure dead-lettered at its stage. Lookups are hoisted out of the loop and a
+        failed record's partial outputs are cut off the shared output list."""
+        append = outputs.append
+        consumed, emitted, filtered, produced = tally.consumed, tally.emitted, tally.filtered, tally.produced
+        windowed = bool(self.windows) or bool(self.interval_joins)
+        timed = windowed or bool(self.repartitions)
         stateful = timed or bool(self.tables) or bool(self.global_tables)
         ctx = self._ctx
         poisoned, blocked = self.quarantine.poisoned, self.quarantine.blocked
-        absorbed_by: Absorbed = {}
         current_topic: str | None = None
-        for index, msg in enumerate(messages):
+        for index in range(start, end):
+            msg = messages[index]
             topic = msg.topic() or ""
             if topic != current_topic:  # batches come in runs of one topic: re-bind only on a change
                 current_topic = topic
@@ -114,10 +156,8 @@ class Processor(TopologyCompiler):
                         ctx[2] = int(event_time(value, ts))
                 results: list[tuple[int, Any, Any]] = []
                 emit(key, value, results)
-                absorbed = 0
                 for sid, k, v in results:
                     if sid == ABSORBED:
-                        absorbed += 1
                         continue
                     sink_topic, ser_key, ser_value, key_ctx_out, value_ctx_out, lim, lo, hi, internal = sinks[
                         sid
@@ -151,13 +191,8 @@ class Processor(TopologyCompiler):
                 for sid, _, _ in results:
                     if sid != ABSORBED:
                         produced[sinks[sid][0]] += 1
-                if absorbed:
-                    absorbed_by[index] = (msg, src)
             else:
                 filtered[topic] += 1
-        if windowed:
-            fold(self, messages, outputs, tally, absorbed_by, now_ms)
-        return BatchResult(outputs, tally)
 
     def advance_idle(self, partition: int, wall_clock_ms: int) -> BatchResult:
         """Raise the watermark of an idle partition's windows to the wall clock (minus each window's

@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +24,7 @@ import orjson
 from streamsvc.dlq.records import Headers, OutputRecord, SourceMessage, error_class_name
 from streamsvc.errors import LateRecordError, RecordFoldError
 from streamsvc.joins.interval import CombineFailed
-from streamsvc.runtime.compiled import CompiledIntervalJoin, CompiledSource, CompiledWindow, Tally
+from streamsvc.runtime.compiled import CompiledIntervalJoin, CompiledWindow, Tally
 from streamsvc.runtime.outputs import RecordRejected
 from streamsvc.runtime.task import RetryBatch
 from streamsvc.serde.windowed import Windowed
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from streamsvc.runtime.processor import Processor
 
 MAX_FUTURE_TIMESTAMP_MS = 10 * 60 * 1000
-Absorbed = dict[int, tuple[SourceMessage, CompiledSource]]  # message index -> (message, its source)
+_PARTITION, _KEY, _TIME, _VALUE = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(4)  # of a row
 
 
 def fold(
@@ -41,7 +43,6 @@ def fold(
     messages: Sequence[SourceMessage],
     outputs: list[OutputRecord],
     tally: Tally,
-    absorbed: Absorbed,
     now_ms: int,
 ) -> None:
     """Fold this batch's window and join rows; a record late for any of them goes to the DLQ as late
@@ -52,7 +53,8 @@ def fold(
     for join in proc.interval_joins.values():
         _fold_join(proc, join, messages, outputs, tally, late_hits, now_ms)
     for index in sorted(late_hits):
-        msg, src = absorbed[index]
+        msg = messages[index]
+        src = proc.sources[msg.topic() or ""]
         tally.emitted[src.topic] -= 1
         tally.late[src.topic] += 1
         late = LateRecordError("the record is behind its partition's watermark: its windows closed")
@@ -79,17 +81,17 @@ def _fold_window(
     if not window.rows:
         return
     by_partition: dict[int, list[tuple[int, int, Any, int, Any]]] = {}
-    for row in window.rows:
-        by_partition.setdefault(row[1], []).append(row)
+    for partition, run in groupby(window.rows, _PARTITION):  # rows come in runs of one partition
+        by_partition.setdefault(partition, []).extend(run)
     window.rows.clear()
     wants_values = not isinstance(window.op.aggregation, Count)
     for partition, rows in by_partition.items():
         try:
             out = window.engine.process(
                 partition,
-                [r[2] for r in rows],
-                np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows)),
-                [r[4] for r in rows] if wants_values else None,
+                list(map(_KEY, rows)),
+                np.fromiter(map(_TIME, rows), dtype=np.int64, count=len(rows)),
+                list(map(_VALUE, rows)) if wants_values else None,
             )
         except RecordFoldError as exc:
             raise _poisoned(proc, messages[rows[exc.index][0]], window.name, exc) from exc
