@@ -12,15 +12,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamsvc.errors import ConfigError, StreamsvcError
 from streamsvc.registry.client import REGISTRY_URL_ENV
 from streamsvc.registry.compat import Mode, check
 from streamsvc.registry.diff import diff
 from streamsvc.registry.layout import STRATEGIES, SchemaFile, SubjectRule, schema_files
-from streamsvc.registry.remote import Registry
-from streamsvc.registry.sources import load
-from streamsvc.registry.workflow import Verdict, check_files, register_files
+
+if TYPE_CHECKING:  # the registry client pulls in an HTTP stack (~0.5 s): imported when a command needs it
+    from streamsvc.registry.remote import Registry
+    from streamsvc.registry.workflow import Verdict
 
 OK, INCOMPATIBLE, ERROR, DISAGREEMENT = 0, 1, 2, 3
 MODES = ", ".join(m.value for m in Mode)
@@ -141,10 +143,14 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _registry(args: argparse.Namespace) -> Registry | None:
+    from streamsvc.registry.remote import Registry
+
     return Registry(args.registry_url) if args.registry_url else None
 
 
 def _required_registry(args: argparse.Namespace) -> Registry:
+    from streamsvc.registry.remote import Registry
+
     if not args.registry_url:
         raise ConfigError(f"no schema registry: give --registry-url or set {REGISTRY_URL_ENV}")
     return Registry(args.registry_url)
@@ -158,6 +164,8 @@ def _mode(text: str) -> Mode:
 
 
 def _compat(args: argparse.Namespace) -> int:
+    from streamsvc.registry.sources import load
+
     registry = _registry(args)
     earlier = [load(ref, registry) for ref in args.earlier]
     new = load(args.new, registry)
@@ -179,6 +187,8 @@ def _files(args: argparse.Namespace) -> list[SchemaFile]:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from streamsvc.registry.workflow import check_files
+
     files = _files(args)
     registry = None if args.no_registry else _registry(args)
     if registry is None and not args.no_registry:
@@ -219,6 +229,8 @@ def _print_verdict(verdict: Verdict) -> None:
 
 
 def _register(args: argparse.Namespace) -> int:
+    from streamsvc.registry.workflow import register_files
+
     registry = _required_registry(args)
     results = register_files(_files(args), registry)
     for result in results:
@@ -244,6 +256,8 @@ def _set_compat(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from streamsvc.registry.sources import load
+
     registry = _registry(args)
     old, new = load(args.old, registry), load(args.new, registry)
     changes = diff(old, new)

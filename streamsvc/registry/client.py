@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from streamsvc.errors import ConfigError
 
@@ -29,6 +30,8 @@ def registry_client(url: str, **conf: Any) -> SchemaRegistryClient:
     """
     if not url:
         raise ConfigError("schema registry url is empty")
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
     return SchemaRegistryClient.new_client({"timeout": REQUEST_TIMEOUT_S, **conf, "url": url})
 
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 import struct
 from io import BytesIO
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError as FastavroResolutionError
 from fastavro.types import Schema as ParsedSchema
@@ -40,6 +39,9 @@ from streamsvc.registry.client import (
     topic_name_strategy,
 )
 from streamsvc.serde.base import SerdeContext
+
+if TYPE_CHECKING:  # the registry client pulls in an HTTP stack (~0.5 s of start-up): imported on first use
+    from confluent_kafka.schema_registry import SchemaRegistryClient
 
 _HEADER = struct.Struct(">BI")
 _HEADER_SIZE = _HEADER.size
@@ -156,6 +158,8 @@ class AvroSerde:
         cached = self._read_schemas.get(schema_id)
         if cached is not None:
             return cached
+        from confluent_kafka.schema_registry import SchemaRegistryError
+
         try:
             registered = self._client().get_schema(schema_id)
         except SchemaRegistryError as exc:
@@ -220,6 +224,8 @@ class AvroSerde:
         return schema_id
 
     def _register(self, subject: str) -> int:
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryError
+
         client = self._client()
         schema = Schema(self._schema_str, "AVRO")
         action = "register" if self._auto_register else "look up"
