@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -117,6 +118,38 @@ class ShopRun:
             for spec in self.sinks()
         ]
         return Worker([], config, agents=agents, health=health)
+
+    def input_counts(self, produced: Counter[str]) -> dict[str, int]:
+        """Records per real input topic, from `produce`'s counts."""
+        return {self.topic(t): produced[self.topic(t)] for t in TOPICS}
+
+    def drained(self, worker: Any, inputs: dict[str, int]) -> bool:
+        """The pipeline worker has consumed every input record and read back everything it wrote to
+        its repartition topics (so every stateful operator has seen every record)."""
+        totals = worker.agents[0].totals
+        repartitions = [t for t in totals.produced if t.endswith("-repartition")]
+        return all(totals.consumed[t] >= n for t, n in inputs.items()) and all(
+            totals.consumed[t] >= totals.produced[t] for t in repartitions
+        )
+
+    def run_pipeline(self, inputs: dict[str, int], timeout_s: float = 120.0, **settings: Any) -> Any:
+        """Run the pipeline until `drained`, then stop it (it commits its open transaction); returns
+        the stopped worker. Raises TimeoutError after `timeout_s`. (`--until-caught-up` can end before
+        a repartition topic's records are read: see docs/demo.md.)"""
+        worker = self.worker(until_caught_up=False, **settings)
+        worker.start()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not self.drained(worker, inputs):
+                if not worker.alive or time.monotonic() > deadline:
+                    raise TimeoutError(f"the shop pipeline did not drain: {worker.errors}")
+                worker.stop_event.wait(0.1)
+        finally:
+            worker.stop()
+            code = worker.join(60)
+        if code != 0:
+            raise RuntimeError(f"the shop pipeline exited with {code}: {worker.errors}")
+        return worker
 
     def read(self, logical: str) -> list[Message]:
         return read_all(self.bootstrap, self.topics.get(logical, logical))
