@@ -50,6 +50,11 @@ class ShopRun:
     def app_id(self) -> str:
         return f"{self.prefix}-shop"
 
+    @property
+    def lake_app_id(self) -> str:
+        """The sinks' app id (their dead letters say `dlq.app=<it>`, the pipeline's `<app_id>`)."""
+        return f"{self.prefix}-shop-lake"
+
     def topic(self, logical: str) -> str:
         return f"{self.prefix}.{logical}"
 
@@ -59,15 +64,15 @@ class ShopRun:
         return {name: self.topic(name) for name in names}
 
     def settings(self, **overrides: Any) -> Settings:
-        return Settings(
-            bootstrap_servers=self.bootstrap,
-            registry_url=self.registry_url,
-            app_id=self.app_id,
-            instance_id="shop-0",
-            topics=self.topics,
-            state_dir=str(self.warehouse / "state"),
-            **overrides,
-        )
+        base: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "registry_url": self.registry_url,
+            "app_id": self.app_id,
+            "instance_id": "shop-0",
+            "topics": self.topics,
+            "state_dir": str(self.warehouse / "state"),
+        }
+        return Settings(**{**base, **overrides})
 
     @property
     def catalog_config(self) -> CatalogConfig:
@@ -104,12 +109,12 @@ class ShopRun:
         return produce(self.bootstrap, (encoder.encode(e) for e in events), rate, progress)
 
     def worker(self, until_caught_up: bool = True, sinks: bool = False, **settings: Any) -> Any:
-        """A Worker for the pipeline, or (`sinks=True`) for the Iceberg sink agents."""
+        """A Worker for the pipeline, or (`sinks=True`) for the Iceberg sink agents (as `lake_app_id`)."""
         from streamsvc.observability.http import HealthState
         from streamsvc.runtime.worker import Worker
         from streamsvc.sinks.iceberg.agent import IcebergSinkAgent
 
-        config = self.settings(**settings)
+        config = self.settings(**({"app_id": self.lake_app_id} if sinks else {}), **settings)
         if not sinks:
             return Worker([self.pipeline.topology], config, until_caught_up=until_caught_up)
         health = HealthState()
