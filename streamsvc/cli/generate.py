@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     kinds = gen.add_subparsers(dest="traffic", required=True)
     shop = kinds.add_parser("shop", help="Debezium CDC customers/orders (Avro) and JSON clicks")
     shop.add_argument("--records", type=int, default=10_000, help="events after the customer snapshot")
-    shop.add_argument("--customers", type=int, default=40)
+    shop.add_argument("--customers", type=int, default=60)
     shop.add_argument("--malformed", type=float, default=0.03, help="share of poison records (every kind)")
     shop.add_argument("--late", type=float, default=0.02, help="share of clicks late beyond the grace")
     shop.add_argument("--out-of-order", type=float, default=0.1, help="share of clicks out of order")

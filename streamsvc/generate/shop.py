@@ -38,6 +38,7 @@ CAMPAIGNS = {"none": 0, "mail": 1, "social": 2}
 PAGE_PATTERN = r"/[a-z]+/[0-9]+"
 MAX_DURATION_MS = 3_600_000
 GUEST_BASE = 100_000
+ACTIVE_MS = 8 * 60_000
 
 POISON: dict[str, tuple[str, str]] = {
     "truncated_json": (CLICKS, "decode"),
@@ -60,7 +61,7 @@ class ShopConfig:
     """Size and shape of the traffic. `records` counts the events after the customer snapshot."""
 
     records: int = 5_000
-    customers: int = 40
+    customers: int = 60
     seed: int = 7
     malformed: float = 0.03
     out_of_order: float = 0.1
@@ -195,9 +196,13 @@ def _order_change(st: _State, t: int) -> list[Event]:
     return [Event(ORDERS, order_key(oid), env, t, "orders_v1"), Event(ORDERS, order_key(oid), None, t)]
 
 
-def _click(st: _State, config: ShopConfig, t: int) -> Event:
+def _click(st: _State, config: ShopConfig, t: int, start: int) -> Event:
+    """A click of a customer active now: a third of the customers at a time, the third changing
+    every ACTIVE_MS of event time, so that sessions close within a run."""
     rng = st.rng
-    cid = rng.randrange(1, len(st.customers) + 1)
+    block = (t - start) // ACTIVE_MS
+    active = [c for c in range(1, len(st.customers) + 1) if (c + block) % 3 == 0]
+    cid = rng.choice(active) if active else rng.randrange(1, len(st.customers) + 1)
     event_time = t
     roll = rng.random()
     if roll < config.late:
@@ -283,7 +288,7 @@ def iter_shop_events(config: ShopConfig) -> Iterator[Event]:
         elif roll < config.malformed + 0.12:
             yield from _customer_change(st, t, v2)
         else:
-            yield _click(st, config, t)
+            yield _click(st, config, t, start)
 
 
 def load_schema(name: str) -> str:
