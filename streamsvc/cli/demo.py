@@ -82,8 +82,11 @@ def run(args: argparse.Namespace) -> int:
             return _demo(run, args, port, term)
         finally:
             if not args.keep:
-                run.cleanup()
-                _delete_groups(run)
+                left = run.cleanup()
+                if left:
+                    print(
+                        f"consumer groups still held by departing members, left to expire: {left}", file=term
+                    )
                 shutil.rmtree(work, ignore_errors=True)
 
 
@@ -191,16 +194,3 @@ def _summary(run: ShopRun, worker: Any, inputs: dict[str, int], seconds: float, 
     if not keep:
         say("  (rerun with --keep to keep the topics and tables for that; this run's are being removed)")
     return 0 if balanced else 1
-
-
-def _delete_groups(run: ShopRun) -> None:
-    from streamsvc.runtime.topics import admin_client
-
-    admin = admin_client(run.bootstrap)
-    with contextlib.suppress(Exception):
-        groups = [g.group_id for g in admin.list_consumer_groups().result(30).valid]
-        mine = [g for g in groups if g.startswith(run.app_id)]
-        if mine:
-            for future in admin.delete_consumer_groups(mine).values():
-                with contextlib.suppress(Exception):
-                    future.result(30)

@@ -159,8 +159,27 @@ class ShopRun:
     def read(self, logical: str) -> list[Message]:
         return read_all(self.bootstrap, self.topics.get(logical, logical))
 
-    def cleanup(self) -> None:
-        """Delete the run's topics, schema subjects and tables."""
+    def delete_groups(self, timeout_s: float = 10.0) -> list[str]:
+        """Delete the run's consumer groups, asking again while a departing member still holds one;
+        returns those left."""
+        admin = admin_client(self.bootstrap)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            listed = admin.list_consumer_groups().result(30).valid
+            left = [g.group_id for g in listed if g.group_id.startswith(self.app_id)]
+            for future in admin.delete_consumer_groups(left).values() if left else ():
+                with contextlib.suppress(Exception):
+                    future.result(30)
+            listed = admin.list_consumer_groups().result(30).valid
+            left = [g.group_id for g in listed if g.group_id.startswith(self.app_id)]
+            if not left or time.monotonic() > deadline:
+                return left
+            threading.Event().wait(0.5)
+
+    def cleanup(self) -> list[str]:
+        """Delete the run's topics, consumer groups, schema subjects and tables; returns the groups
+        left (a static member that just left keeps its group until its session times out)."""
+        groups = self.delete_groups()
         admin = admin_client(self.bootstrap)
         existing = set(admin.list_topics(timeout=30).topics)
         delete_topics(admin, sorted(t for t in existing if t.startswith(self.prefix)))
@@ -175,6 +194,7 @@ class ShopRun:
                 if table:
                     with contextlib.suppress(Exception):
                         catalog.purge_table(table)
+        return groups
 
 
 def run_in_thread(worker: Any) -> tuple[threading.Thread, list[int]]:

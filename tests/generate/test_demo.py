@@ -56,3 +56,19 @@ def test_demo_summary_and_tables_equal_the_oracle(bootstrap, registry_url, names
         check_tables(catalog, want)
     finally:
         run.cleanup()
+
+
+def test_demo_removes_what_it_created(bootstrap, registry_url, names, schema_registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    work = tmp_path / "demo"
+    argv = [sys.executable, "-m", "streamsvc.cli.main", "demo", "--records", "300", "--seconds", "1"]
+    argv += ["--prefix", names.prefix, "--dir", str(work), "--port", "0"]
+    env = {**os.environ, "STREAMSVC_BOOTSTRAP_SERVERS": bootstrap, "STREAMSVC_REGISTRY_URL": registry_url}
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not work.exists()
+    admin = names.admin
+    assert not [t for t in admin.list_topics(timeout=10).topics if t.startswith(names.prefix)]
+    assert not [s for s in schema_registry.get_subjects() if s.startswith(names.prefix)]
+    groups = admin.list_consumer_groups().result(30).valid
+    left = [g.group_id for g in groups if g.group_id.startswith(names.prefix)]
+    assert not left or "left to expire:" in proc.stdout, proc.stdout[-2000:]
