@@ -162,8 +162,8 @@ class _Line:
 
 
 def _summary(run: ShopRun, worker: Any, inputs: dict[str, int], seconds: float, keep: bool, say: Any) -> int:
-    say(f"\ndone in {seconds:.1f}s\n\nrecords per topic (read_committed):")
-    for topic, n in topic_counts(run).items():
+    say(f"\ndone in {seconds:.1f}s\n\nrecords per topic (inputs, outputs committed, dead letters):")
+    for topic, n in topic_counts(run, worker).items():
         say(f"  {topic:<58} {n:>8,}")
     say("\ndead letters by reason (source, written by, dlq.stage, dlq.error.class):")
     for (source, app, stage, cls), n in sorted(dlq_reasons(run).items()):

@@ -11,16 +11,24 @@ import orjson
 
 from streamsvc.dlq.records import dlq_headers
 from streamsvc.generate.harness import ShopRun
+from streamsvc.generate.shop import TOPICS
 from streamsvc.runtime.topics import admin_client, end_offsets
 from streamsvc.sinks.iceberg.catalog import make_catalog
 
 WINDOW_TOPICS = ("shop.click_sessions", "shop.revenue_1m", "shop.revenue_5m")
 
 
-def topic_counts(run: ShopRun) -> dict[str, int]:
-    """Records (read_committed) per topic of the run: inputs, outputs, dead letters."""
-    names = [*run.topics.values(), *(f"{run.topic(t)}.dlq" for t in ("shop.clicks", "shop.public.orders"))]
-    return {name: len(run.read(name)) for name in names}
+def topic_counts(run: ShopRun, worker: Any) -> dict[str, int]:
+    """Records per topic of the run: inputs from their end offsets (written without transactions),
+    outputs as the stopped pipeline committed them, dead-letter topics read back (read_committed)."""
+    admin = admin_client(run.bootstrap)
+    produced = worker.agents[0].totals.produced
+    counts = {run.topic(t): sum(end_offsets(admin, run.topic(t), False).values()) for t in TOPICS}
+    counts.update({run.topic(t): produced[run.topic(t)] for t in run.pipeline.OUTPUTS})
+    for source in ("shop.clicks", "shop.public.orders"):
+        name = f"{run.topic(source)}.dlq"
+        counts[name] = len(run.read(name))
+    return counts
 
 
 def dlq_reasons(run: ShopRun) -> Counter[tuple[str, str, str, str]]:

@@ -18,7 +18,7 @@ from tests.support import ROOT
 
 pytestmark = pytest.mark.kafka
 SECTIONS = (
-    "records per topic (read_committed):",
+    "records per topic (inputs, outputs committed, dead letters):",
     "dead letters by reason",
     "windows emitted:",
     "Iceberg tables (rows; offsets in the latest snapshot):",
@@ -50,6 +50,9 @@ def test_demo_summary_and_tables_equal_the_oracle(bootstrap, registry_url, names
         listed = re.findall(r"^  (shop_\w+\.\w+)\s+(\d[\d,]*)\s", out, re.M)
         assert len(listed) == 7, out
         want = oracle.expected(shop_events(ShopConfig(records=800, seed=5, malformed=0.03, start_ms=start)))
+        for topic, values in want.outputs.items():
+            line = re.search(rf"^  {re.escape(run.topic(topic))}\s+([\d,]+)$", out, re.M)
+            assert line and int(line.group(1).replace(",", "")) == sum(values.values()), topic
         catalog = make_catalog(run.catalog_config)
         for table, rows in listed:
             assert catalog.load_table(table).scan().to_arrow().num_rows == int(rows.replace(",", ""))
