@@ -39,7 +39,7 @@ lake-stop:
 spark-install: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev,spark]'
 
-demo: kafka-start
+demo: kafka-start registry-start
 	$(BIN)/streamsvc --log-level warning demo
 
 lint: $(STAMP)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streamsvc.cli import demo, dev, dlq, iceberg, replay, reset_app, schemas, topics
+from streamsvc.cli import demo, dev, dlq, generate, iceberg, replay, reset_app, schemas, topics
 from streamsvc.config import load_settings
 from streamsvc.errors import StreamsvcError
 from streamsvc.observability.logging import configure_logging
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     dev.add_parser(sub)
     demo.add_parser(sub)
+    generate.add_parser(sub)
     iceberg.add_parser(sub)
     schemas.add_parser(sub)
     replay.add_parser(sub)

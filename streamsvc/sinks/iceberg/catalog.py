@@ -139,3 +139,14 @@ def make_catalog(config: CatalogConfig) -> Catalog:
         return load_catalog(config.name, **props)
     except ModuleNotFoundError as exc:  # e.g. no PostgreSQL driver installed
         raise ConfigError(f"cannot open the {config.catalog} catalog at {config.uri}: {exc}") from exc
+
+
+def ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    """Create `namespace` unless it exists. Sinks starting together race to create theirs: the SQL
+    catalog checks, then inserts, so the loser gets a unique-constraint error rather than
+    NamespaceAlreadyExistsError; either way the namespace now exists, which is all that is asked."""
+    try:
+        catalog.create_namespace(namespace)
+    except Exception:
+        if not catalog.namespace_exists(namespace):
+            raise

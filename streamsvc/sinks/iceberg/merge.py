@@ -19,7 +19,6 @@ are ignored.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from collections.abc import Callable
@@ -30,7 +29,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import (
     And,
     BooleanExpression,
@@ -45,6 +44,7 @@ from pyiceberg.table.snapshots import ancestors_of
 from streamsvc.errors import ConfigError, FatalRuntimeError
 from streamsvc.faults import FaultHook, no_faults
 from streamsvc.serde.debezium import TOMBSTONE
+from streamsvc.sinks.iceberg.catalog import ensure_namespace
 from streamsvc.sinks.iceberg.offsets import decode_offsets, encode_offsets, read_offsets
 
 # pyiceberg's predicates are pydantic models whose signatures mypy cannot see through.
@@ -229,8 +229,7 @@ class SilverMerger:
                 raise ConfigError(
                     f"{self.silver}: key columns {missing} are not in {self.bronze}'s schema"
                 ) from None
-            with contextlib.suppress(NamespaceAlreadyExistsError):
-                self.catalog.create_namespace(self.silver.rsplit(".", 1)[0])
+            ensure_namespace(self.catalog, self.silver.rsplit(".", 1)[0])
             try:
                 silver = self.catalog.create_table(
                     self.silver, bronze.schema(), properties=SILVER_TABLE_PROPERTIES

@@ -9,7 +9,6 @@ Our loop instead re-runs the fence after every conflict.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 import uuid
@@ -21,7 +20,6 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
-    NamespaceAlreadyExistsError,
     NoSuchTableError,
     TableAlreadyExistsError,
 )
@@ -29,6 +27,7 @@ from pyiceberg.table import Table
 
 from streamsvc.errors import FatalRuntimeError
 from streamsvc.faults import FaultHook, no_faults
+from streamsvc.sinks.iceberg.catalog import ensure_namespace
 from streamsvc.sinks.iceberg.offsets import (
     COMMIT_ID,
     WRITER,
@@ -106,8 +105,7 @@ class TableWriter:
         if table is not None:
             return table
         namespace = self.identifier.rsplit(".", 1)[0]
-        with contextlib.suppress(NamespaceAlreadyExistsError):
-            self.catalog.create_namespace(namespace)
+        ensure_namespace(self.catalog, namespace)
         missing = [f.column for f in self.partition_by if f.column not in schema.names]
         if missing and self.log is not None:
             # E.g. a first commit of dead letters only: the spec is added once the columns exist.
