@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("demo", help="run the reference shop pipeline end to end on the local Kafka")
     p.add_argument("--records", type=int, default=30_000, help="generated events (after the snapshot)")
     p.add_argument("--seconds", type=float, default=60.0, help="spread the traffic over this long")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
     p.add_argument("--malformed", type=float, default=0.03, help="share of poison records")
     p.add_argument("--start-ms", type=int, help="event time of the first record (default: an hour ago)")
     p.add_argument("--prefix", help="topic prefix (default demo.<timestamp>)")

@@ -32,17 +32,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     kinds = gen.add_subparsers(dest="traffic", required=True)
     shop = kinds.add_parser("shop", help="Debezium CDC customers/orders (Avro) and JSON clicks")
     shop.add_argument("--records", type=int, default=10_000, help="events after the customer snapshot")
-    shop.add_argument("--customers", type=int, default=60)
+    shop.add_argument("--customers", type=int, default=60, help="customers in the CDC snapshot (default 60)")
     shop.add_argument("--malformed", type=float, default=0.03, help="share of poison records (every kind)")
     shop.add_argument("--late", type=float, default=0.02, help="share of clicks late beyond the grace")
     shop.add_argument("--out-of-order", type=float, default=0.1, help="share of clicks out of order")
     shop.add_argument("--prefix", default="", help="prefix topic names with '<prefix>.'")
     nex = kinds.add_parser("nexmark", help="Nexmark bids (JSON, keyed by auction)")
-    nex.add_argument("--records", type=int, default=100_000)
-    nex.add_argument("--topic", default="nexmark.bids")
+    nex.add_argument("--records", type=int, default=100_000, help="bids to produce (default 100,000)")
+    nex.add_argument("--topic", default="nexmark.bids", help="topic to write (default nexmark.bids)")
     nex.add_argument("--partitions", type=int, default=4, help="partitions when the topic is created")
     for p in (shop, nex):
-        p.add_argument("--seed", type=int, default=7)
+        p.add_argument("--seed", type=int, default=7, help="same seed, same bytes (default 7)")
         p.add_argument("--rate", type=float, default=0.0, help="records per second (0: as fast as possible)")
         p.add_argument(
             "--bootstrap-servers", help="default: $STREAMSVC_BOOTSTRAP_SERVERS or the local broker"
