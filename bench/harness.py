@@ -592,7 +592,8 @@ def markdown(summary: list[dict[str, Any]]) -> str:
     lines.append("|---|" + "---:|" * len(COLUMNS) + "---|")
     for e in summary:
         if not e["ok"]:
-            lines.append(f"| {e['label']} | " + " | ".join("–" for _ in COLUMNS) + f" | {e['status']} |")
+            why = "; ".join(e["gate"]) if e["status"] == "wrong" else e["status"]
+            lines.append(f"| {e['label']} | " + " | ".join("–" for _ in COLUMNS) + f" | {why} |")
             continue
         cells = [stats.Spread(e[k]["median"], e[k]["min"], e[k]["max"]).fmt(spec) for _, k, spec in COLUMNS]
         gate = "; ".join(e["gate"]) if e["gate"] else "n/a (no output)"
