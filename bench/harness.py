@@ -484,9 +484,11 @@ def run_engine(engine: Engine, ctx: Ctx, rep: int, expected: stats.Oracle, admin
         tail.start()
     child = Child(cmd, env, log)
     labels = [f"{engine.label}, {p}" if p else engine.label for p in engine.passes]
+    died = False
     try:
         for i, topic in enumerate(outputs):
             wait_for_results(tail, topic, child, expected, args.quiet, args.cap) if tail else None
+            died = died or not child.alive()
             if engine.driven:
                 child.send("next" if i + 1 < len(outputs) else "stop")
         code = child.finish(timeout=args.cap)
@@ -513,8 +515,8 @@ def run_engine(engine: Engine, ctx: Ctx, rep: int, expected: stats.Oracle, admin
             last = next((t for t, ev in child.events() if "active_s" in ev), math.nan)
         if engine.passes[i] == "cold":  # start-up included: from process start
             first = child.started
-        if code != 0 and row.status == "ok" and not (engine.driven and not math.isnan(last)):
-            row.status = f"failed: exit {code} (see {log})"
+        if code != 0 and (died or not engine.driven):
+            row.status = f"failed: exit {code} (see {log.relative_to(ROOT) if log.is_relative_to(ROOT) else log})"
         if math.isnan(first) or math.isnan(last):
             if row.status == "ok":
                 row.status = f"failed: no {'first record' if math.isnan(first) else 'result'} seen (see {log})"
