@@ -177,6 +177,7 @@ class Ctx:
     run: str
     work: Path
     logs: Path
+    live: bool = False  # the latency phase: input still being produced, engines run until stopped
 
 
 @dataclass
@@ -280,8 +281,8 @@ def _streamsvc(guarantee: str, interval_ms: int) -> Callable[[Ctx, list[str], st
             "STREAMSVC_TOPIC_BID_COUNTS": outputs[0],
             "STREAMSVC_STATE_DIR": str(ctx.work / app),
         }
-        cmd = [sys.executable, "-m", "streamsvc.cli.main", "run", "topologies/nexmark_q5.py", "--until-caught-up"]
-        return cmd, env
+        cmd = [sys.executable, "-m", "streamsvc.cli.main", "run", "topologies/nexmark_q5.py"]
+        return cmd + ([] if ctx.live else ["--until-caught-up"]), env
 
     return command
 
@@ -534,6 +535,73 @@ def run_engine(engine: Engine, ctx: Ctx, rep: int, expected: stats.Oracle, admin
     return rows
 
 
+def run_latency(engine: Engine, ctx: Ctx, rate: float, seconds: float, admin: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """p99 result latency at `rate` events/s: bids are produced live (event time = now) while the engine
+    runs; a window result's latency is the wall time it becomes visible to a read_committed consumer
+    minus the wall time its closing record was appended (see stats.closing_times). Windows closing in
+    the first `WARMUP_S` after producing began are left out (the engine's start-up)."""
+    live = Ctx(ctx.bootstrap, f"bench.{ctx.run}.live.{engine.name}", int(rate * seconds), ctx.partitions, ctx.batch_size,
+               ctx.run, ctx.work, ctx.logs, live=True)
+    app = f"bench-{ctx.run}-live-{engine.name}"
+    output = f"bench.{ctx.run}.live.{engine.name}.out"
+    ensure_topics(admin, {live.source: ctx.partitions, output: ctx.partitions})
+    tail = Tail(ctx.bootstrap, [output])
+    tail.start()
+    assert engine.command is not None
+    cmd, env = engine.command(live, [output], app)
+    child = Child(cmd, env, ctx.logs / f"{engine.name}-live.log")
+    per_partition: dict[int, list[tuple[int, int, float]]] = {i: [] for i in range(ctx.partitions)}
+    producer = Producer({"bootstrap.servers": ctx.bootstrap, "linger.ms": 5})
+    now_ms = int(time.time() * 1000)
+    t0 = time.time()
+    behind = 0.0
+    for i, bid in enumerate(bids(live.records, seed=args.seed + 1, events_per_second=max(1, int(rate)), start_ms=now_ms)):
+        due = t0 + i / rate
+        wait = due - time.time()
+        if wait > 0.002:
+            time.sleep(wait)
+        behind = max(behind, -wait)
+        part = bid.auction % ctx.partitions
+        while True:
+            try:
+                producer.produce(live.source, orjson.dumps(bid.to_json_dict()), str(bid.auction).encode(), partition=part)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        per_partition[part].append((bid.auction, bid.date_time, time.time()))
+        if i % 1000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    time.sleep(5)
+    if engine.driven:
+        child.send("stop")
+    child.proc.terminate() if not engine.driven else None
+    child.finish(timeout=30)
+    tail.done.set()
+    tail.join(10)
+    cutoff = t0 + WARMUP_S
+    closing = stats.closing_times(per_partition)
+    oracle = stats.oracle({p: [(a, t) for a, t, _ in recs] for p, recs in per_partition.items()})
+    got = tail.got[output]
+    verdict = stats.gate(oracle, [r[:4] for r in got])
+    lat = [r[4] - closing[(r[0], r[1])] for r in got if (r[0], r[1]) in closing and closing[(r[0], r[1])] >= cutoff]
+    return {
+        "engine": engine.name,
+        "label": engine.label,
+        "rate": rate,
+        "achieved_rate": live.records / (time.time() - t0 - 5) if live.records else 0.0,
+        "producer_max_behind_s": behind,
+        "windows": len(lat),
+        "p50_ms": 1000 * stats.percentile(lat, 50),
+        "p99_ms": 1000 * stats.percentile(lat, 99),
+        "max_ms": 1000 * max(lat) if lat else math.nan,
+        "gate": verdict.text,
+    }
+
+
+WARMUP_S = 8.0
+
+
 def preload(ctx: Ctx, admin: Any, seed: int) -> stats.Oracle:
     ensure_topics(admin, {ctx.source: ctx.partitions})
     per_partition: dict[int, list[tuple[int, int]]] = {i: [] for i in range(ctx.partitions)}
@@ -605,6 +673,20 @@ def markdown(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def latency_markdown(latency: list[dict[str, Any]]) -> str:
+    lines = ["| engine (latency phase) | input events/s (half its max) | windows | p50 ms | p99 ms | max ms | correctness gate |"]
+    lines.append("|---|---:|---:|---:|---:|---:|---|")
+    for lat in latency:
+        if "error" in lat:
+            lines.append(f"| {lat['label']} | – | – | – | – | – | failed: {lat['error']} |")
+            continue
+        lines.append(
+            f"| {lat['label']} | {lat['rate']:,.0f} | {lat['windows']:,} | {lat['p50_ms']:,.0f} | {lat['p99_ms']:,.0f} "
+            f"| {lat['max_ms']:,.0f} | {lat['gate']} |"
+        )
+    return "\n".join(lines)
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
@@ -655,6 +737,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cap", type=float, default=120.0, help="s without new results before the required ones ending a pass")
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON and markdown results")
     p.add_argument("--chart", type=Path, help="write the events-per-CPU-s chart (PNG) here")
+    p.add_argument("--latency-engines", default="streamsvc-eos,streamsvc-eos-100ms",
+                   help="engines whose p99 result latency is measured at half their median events/s ('' for none)")
+    p.add_argument("--latency-seconds", type=float, default=30.0)
     p.add_argument("--keep", action="store_true", help="keep the topics and the work directory")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.engines.split(",") if n.strip()]
@@ -695,6 +780,21 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarise(rows, names)
     table = markdown(summary)
+    latency = []
+    for name in [n.strip() for n in args.latency_engines.split(",") if n.strip() in ready]:
+        entry = next((e for e in summary if e["engine"] == name and e["ok"]), None)
+        if entry is None:
+            continue
+        rate = entry["events_per_s"]["median"] / 2
+        print(f"  latency: {name} at {rate:,.0f} events/s for {args.latency_seconds:.0f} s ...", end=" ", flush=True)
+        try:
+            lat = run_latency(ENGINES[name], ctx, rate, args.latency_seconds, admin, args)
+        except Exception as exc:  # noqa: BLE001 - the latency phase failing must not lose the table
+            lat = {"engine": name, "label": ENGINES[name].label, "error": repr(exc)[:300]}
+        latency.append(lat)
+        print(f"p99 {lat.get('p99_ms', math.nan):,.0f} ms over {lat.get('windows', 0)} windows; {lat.get('gate', lat.get('error'))}", flush=True)
+    if latency:
+        table += "\n\n" + latency_markdown(latency)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "run": run,
@@ -706,7 +806,9 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "closed_windows": expected.n_closed,
     }
-    (args.out / f"q5-{run}.json").write_text(json.dumps({**meta, "summary": summary, "rows": [asdict(r) for r in rows]}, indent=1, default=str))
+    (args.out / f"q5-{run}.json").write_text(
+        json.dumps({**meta, "summary": summary, "latency": latency, "rows": [asdict(r) for r in rows]}, indent=1, default=str)
+    )
     (args.out / f"q5-{run}.md").write_text(f"`{meta['command']}` — {meta['date']}, {meta['machine']}\n\n{table}\n")
     print()
     print(table)

@@ -5,6 +5,7 @@ No Kafka, no clocks: everything here is a function of its arguments, so tests/be
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -155,3 +156,30 @@ def rotation(engines: Sequence[str], rep: int) -> list[str]:
     """The engine order of repetition `rep`: each repetition starts one engine later."""
     k = rep % len(engines) if engines else 0
     return [*engines[k:], *engines[:k]]
+
+
+def closing_times(per_partition: dict[int, Sequence[tuple[int, int, float]]]) -> dict[Window, float]:
+    """Window -> wall time its closing record was appended.
+
+    `per_partition`: partition -> [(auction, event time ms, append wall time s)] in append order. A
+    window's closing record is the first record of its partition that moves the partition's watermark
+    (max event time) to end + grace or beyond.
+    """
+    out: dict[Window, float] = {}
+    for recs in per_partition.values():
+        marks: list[tuple[int, float]] = []  # (watermark, wall time) each time the watermark moves
+        wm = -(2**62)
+        keys: dict[Window, None] = {}
+        for auction, ts, wall in recs:
+            if ts > wm:
+                wm = ts
+                marks.append((wm, wall))
+            first = (ts - SIZE) // ADVANCE * ADVANCE + ADVANCE
+            for start in range(first, ts + 1, ADVANCE):
+                keys[(str(auction), start)] = None
+        wms = [m for m, _ in marks]
+        for w in keys:
+            i = bisect.bisect_left(wms, w[1] + SIZE + GRACE)
+            if i < len(marks):
+                out[w] = marks[i][1]
+    return out
