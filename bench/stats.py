@@ -6,9 +6,10 @@ No Kafka, no clocks: everything here is a function of its arguments, so tests/be
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 SIZE, ADVANCE, GRACE = 10_000, 2_000, 1_000
@@ -44,7 +45,7 @@ class Oracle:
         return sum(1 for w in self.counts if self.required(w))
 
 
-def oracle(per_partition: dict[int, Sequence[tuple[int, int]]]) -> Oracle:
+def oracle(per_partition: Mapping[int, Sequence[tuple[int, int]]]) -> Oracle:
     """`per_partition`: partition -> [(auction, event time ms)] in append order."""
     counts: dict[Window, int] = {}
     closes_in: dict[Window, int] = {}
@@ -97,7 +98,9 @@ def gate(expected: Oracle, got: Iterable[tuple[str, int, int, int]]) -> Verdict:
     if dupes:
         problems.append(f"{len(dupes)} windows emitted more than once (e.g. {sorted(dupes)[:2]})")
     if missing:
-        problems.append(f"{len(missing)} of {expected.n_required} closed windows missing (e.g. {sorted(missing)[:2]})")
+        problems.append(
+            f"{len(missing)} of {expected.n_required} closed windows missing (e.g. {sorted(missing)[:2]})"
+        )
     if early:
         problems.append(f"{len(early)} windows emitted before they closed")
     if bad_end:
@@ -124,14 +127,14 @@ class Spread:
 
     def fmt(self, spec: str = ",.0f") -> str:
         if math.isnan(self.median):
-            return "–"
+            return "-"
         if len({self.lo, self.hi}) == 1:
             return format(self.median, spec)
-        return f"{format(self.median, spec)} ({format(self.lo, spec)}–{format(self.hi, spec)})"
+        return f"{format(self.median, spec)} ({format(self.lo, spec)}-{format(self.hi, spec)})"
 
 
 def spread(values: Sequence[float]) -> Spread:
-    """Median with min–max over repetitions (NaNs, i.e. not measured, are left out)."""
+    """Median with min-max over repetitions (NaNs, i.e. not measured, are left out)."""
     vals = sorted(v for v in values if not math.isnan(v))
     if not vals:
         return Spread(math.nan, math.nan, math.nan)
@@ -146,7 +149,7 @@ def interpolate(samples: Sequence[tuple[float, float]], t: float) -> float:
         return math.nan
     if t <= samples[0][0]:
         return samples[0][1]
-    for (t0, v0), (t1, v1) in zip(samples, samples[1:], strict=False):
+    for (t0, v0), (t1, v1) in itertools.pairwise(samples):
         if t <= t1:
             return v0 if t1 == t0 else v0 + (v1 - v0) * (t - t0) / (t1 - t0)
     return samples[-1][1]
@@ -158,7 +161,7 @@ def rotation(engines: Sequence[str], rep: int) -> list[str]:
     return [*engines[k:], *engines[:k]]
 
 
-def closing_times(per_partition: dict[int, Sequence[tuple[int, int, float]]]) -> dict[Window, float]:
+def closing_times(per_partition: Mapping[int, Sequence[tuple[int, int, float]]]) -> dict[Window, float]:
     """Window -> wall time its closing record was appended.
 
     `per_partition`: partition -> [(auction, event time ms, append wall time s)] in append order. A

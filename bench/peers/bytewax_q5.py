@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -26,7 +26,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators.windowing import EventClock, SlidingWindower, count_window
 from bytewax.run import cli_main
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def main() -> None:
@@ -66,9 +66,16 @@ def main() -> None:
     def encode(item: tuple[str, tuple[int, int]]) -> KafkaSinkMessage[bytes, bytes]:
         key, (window_id, n) = item
         start = window_id * 2000
-        return KafkaSinkMessage(key.encode(), json.dumps({"start": start, "end": start + 10_000, "value": n}).encode())
+        return KafkaSinkMessage(
+            key.encode(), json.dumps({"start": start, "end": start + 10_000, "value": n}).encode()
+        )
 
-    kop.output("out", op.map("encode", counts.down, encode), brokers=[args.bootstrap], topic=args.outputs.split(",")[0])
+    kop.output(
+        "out",
+        op.map("encode", counts.down, encode),
+        brokers=[args.bootstrap],
+        topic=args.outputs.split(",")[0],
+    )
 
     def stop_on_stdin() -> None:
         sys.stdin.readline()

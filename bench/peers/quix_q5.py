@@ -46,7 +46,11 @@ def main() -> None:
     )
     output = app.topic(args.outputs.split(",")[0], value_serializer="json")
     sdf = app.dataframe(source)
-    sdf = sdf.hopping_window(duration_ms=10_000, step_ms=2_000, grace_ms=1_000).count().final(closing_strategy="partition")
+    sdf = (
+        sdf.hopping_window(duration_ms=10_000, step_ms=2_000, grace_ms=1_000)
+        .count()
+        .final(closing_strategy="partition")
+    )
     sdf.to_topic(output)
 
     def stop_on_stdin() -> None:
