@@ -62,7 +62,8 @@ def main() -> None:
         result = env.execute_sql(f"""
             INSERT INTO counts_{i}
             SELECT CAST(auction AS STRING),
-                   CAST(TIMESTAMPDIFF(SECOND, TIMESTAMP '1970-01-01 00:00:00', window_start) AS BIGINT) * 1000,
+                   CAST(TIMESTAMPDIFF(SECOND, TIMESTAMP '1970-01-01 00:00:00', window_start)
+                        AS BIGINT) * 1000,
                    CAST(TIMESTAMPDIFF(SECOND, TIMESTAMP '1970-01-01 00:00:00', window_end) AS BIGINT) * 1000,
                    COUNT(*)
             FROM TABLE(HOP(TABLE bids_{i}, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '10' SECOND))

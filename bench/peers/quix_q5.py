@@ -1,7 +1,9 @@
 """Nexmark Q5-lite on Quix Streams (the peer of bench/run), exactly-once with 1 s commits.
 
 Runs in .venv-peers/quix (bench/peers/requirements-quix.txt), so it imports nothing from streamsvc.
-Hopping window of 10 s every 2 s, grace 1 s, counted per auction, emitted final, windows closed by the partition's stream time (`closing_strategy="partition"`, as Kafka Streams; Quix's default closes them per key). Prints one JSON line
+Hopping window of 10 s every 2 s, grace 1 s, counted per auction, emitted final, windows closed by
+the partition's stream time (`closing_strategy="partition"`, as Kafka Streams; Quix's default closes
+them per key). Prints one JSON line
 when the first record is processed; stops when the harness writes a line on stdin.
 """
 
