@@ -818,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--cap",
         type=float,
-        default=120.0,
+        default=60.0,
         help="s without new results before the required ones ending a pass",
     )
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON and markdown results")
