@@ -9,6 +9,9 @@ and resident in RocksDB (`bench/topologies/nexmark_q5_rocksdb.py`) -- one child 
 checks every emitted window count of each against an offline
 computation with the same semantics (per-partition watermark, grace; windows closed by the partition's
 final watermark). A wrong result fails the run instead of producing a time.
+
+The peers (Kafka Streams, Flink, Quix Streams, bytewax) run side by side in `bench/run`
+(bench/harness.py), which also reports CPU over the active period and the result latency.
 """
 
 from __future__ import annotations
@@ -62,10 +65,6 @@ def main() -> None:
     p.add_argument("--records", type=int, default=1_000_000)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=5000)
-    p.add_argument(
-        "--peers-python",
-        help="python of the peers venv (bench/peers/requirements.txt) to run Quix Streams in the same run",
-    )
     args = p.parse_args()
     bootstrap = os.environ.get("STREAMSVC_BOOTSTRAP_SERVERS") or kafka.start(kafka.LocalKafka.from_env())
     admin = admin_client(bootstrap)
@@ -118,15 +117,6 @@ def main() -> None:
         result = run_child(name, command, variant_env, args.records)
         results.append(result)
         gate[name] = check(bootstrap, out, expected)
-    if args.peers_python:
-        peer_output = f"bench.{run}.quix_counts"
-        print("running: Quix Streams Q5-lite exactly-once, 1 s commits ...", flush=True)
-        command = [args.peers_python, "bench/peers/quix_q5.py", "--bootstrap", bootstrap, "--source", source]
-        command += ["--output", peer_output, "--group", f"bench-quix-{run}"]
-        quix = run_child("Quix Streams 3.28 Q5-lite exactly-once, 1 s commits", command, {}, args.records)
-        results.append(quix)
-        gate[quix.name] = check(bootstrap, peer_output, expected)
-        delete_topics(admin, [peer_output])
     for name, verdict in gate.items():
         print(f"  correctness gate, {name}: {verdict}")
     print_table(results)

@@ -31,16 +31,17 @@ def main() -> None:
     )
     meta = consumer.list_topics(args.topic, timeout=30)
     consumer.assign([TopicPartition(args.topic, p, 0) for p in meta.topics[args.topic].partitions])
-    seen, first = 0, None
+    seen, first, first_at = 0, None, 0.0
     while seen < args.records:
         for msg in consumer.consume(num_messages=args.batch, timeout=1.0):
             if msg.error() is None:
                 seen += 1
                 if first is None:
                     first = time.monotonic()
+                    first_at = time.time()
     active = time.monotonic() - (first or time.monotonic())
     consumer.close()
-    report = {"records": seen, "active_s": active, "peak_rss_mb": peak_rss_mb()}
+    report = {"records": seen, "active_s": active, "first_at": first_at, "peak_rss_mb": peak_rss_mb()}
     sys.stdout.write(orjson.dumps(report).decode() + "\n")
 
 

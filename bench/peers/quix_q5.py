@@ -1,66 +1,67 @@
-"""Nexmark Q5-lite on Quix Streams (the peer), exactly-once with 1 s commits; run by bench/q5.py.
+"""Nexmark Q5-lite on Quix Streams (the peer of bench/run), exactly-once with 1 s commits.
 
-Runs in the peers venv (bench/peers/requirements.txt), so it imports nothing from streamsvc. Prints one
-JSON line: records processed, active seconds (first to last record processed) and peak RSS (VmHWM).
+Runs in .venv-peers/quix (bench/peers/requirements-quix.txt), so it imports nothing from streamsvc.
+Hopping window of 10 s every 2 s, grace 1 s, counted per auction, emitted final, windows closed by
+the partition's stream time (`closing_strategy="partition"`, as Kafka Streams; Quix's default closes
+them per key). Prints one JSON line
+when the first record is processed; stops when the harness writes a line on stdin.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+import sys
+import threading
 import time
 
 from quixstreams import Application
 
 
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--source", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--group", required=True)
+    for name in ("bootstrap", "source", "outputs", "app-id", "work"):
+        p.add_argument(f"--{name}", required=True)
+    p.add_argument("--partitions", type=int, default=4)
     args = p.parse_args()
-    seen = {"n": 0, "first": 0.0, "last": 0.0}
+    first = threading.Event()
 
     def processed(_topic: str, _partition: int, _offset: int) -> None:
-        now = time.monotonic()
-        if not seen["n"]:
-            seen["first"] = now
-        seen["n"] += 1
-        seen["last"] = now
+        if not first.is_set():
+            first.set()
+            print(json.dumps({"event": "first_record", "pass": 0, "at": time.time()}), flush=True)
 
-    with tempfile.TemporaryDirectory() as state_dir:
-        app = Application(
-            broker_address=args.bootstrap,
-            consumer_group=args.group,
-            auto_offset_reset="earliest",
-            commit_interval=1.0,
-            processing_guarantee="exactly-once",
-            state_dir=state_dir,
-            loglevel="WARNING",
-            on_message_processed=processed,
-        )
-        source = app.topic(
-            args.source,
-            value_deserializer="json",
-            timestamp_extractor=lambda value, headers, ts, ts_type: int(value["date_time"]),
-        )
-        output = app.topic(args.output, value_serializer="json")
-        sdf = app.dataframe(source)
-        sdf = sdf.hopping_window(duration_ms=10_000, step_ms=2_000, grace_ms=1_000).count().final()
-        sdf.to_topic(output)
-        app.run(timeout=5.0)
-    report = {"records": seen["n"], "active_s": seen["last"] - seen["first"], "peak_rss_mb": peak_rss_mb()}
-    print(json.dumps(report), flush=True)
+    app = Application(
+        broker_address=args.bootstrap,
+        consumer_group=args.app_id,
+        auto_offset_reset="earliest",
+        commit_interval=1.0,
+        processing_guarantee="exactly-once",
+        state_dir=args.work,
+        loglevel="WARNING",
+        on_message_processed=processed,
+    )
+    source = app.topic(
+        args.source,
+        value_deserializer="json",
+        timestamp_extractor=lambda value, headers, ts, ts_type: int(value["date_time"]),
+    )
+    output = app.topic(args.outputs.split(",")[0], value_serializer="json")
+    sdf = app.dataframe(source)
+    sdf = (
+        sdf.hopping_window(duration_ms=10_000, step_ms=2_000, grace_ms=1_000)
+        .count()
+        .final(closing_strategy="partition")
+    )
+    sdf.to_topic(output)
+
+    def stop_on_stdin() -> None:
+        sys.stdin.readline()
+        app.stop()
+
+    threading.Thread(target=stop_on_stdin, daemon=True).start()
+    app.run()
+    print(json.dumps({"event": "done"}), flush=True)
 
 
 if __name__ == "__main__":
