@@ -137,23 +137,17 @@ class ShopRun:
             totals.consumed[t] >= totals.produced[t] for t in repartitions
         )
 
-    def run_pipeline(self, inputs: dict[str, int], timeout_s: float = 120.0, **settings: Any) -> Any:
-        """Run the pipeline until `drained`, then stop it (it commits its open transaction); returns
-        the stopped worker. Raises TimeoutError after `timeout_s`. (`--until-caught-up` can end before
-        a repartition topic's records are read: see docs/demo.md.)"""
-        worker = self.worker(until_caught_up=False, **settings)
-        worker.start()
-        deadline = time.monotonic() + timeout_s
-        try:
-            while not self.drained(worker, inputs):
-                if not worker.alive or time.monotonic() > deadline:
-                    raise TimeoutError(f"the shop pipeline did not drain: {worker.errors}")
-                worker.stop_event.wait(0.1)
-        finally:
-            worker.stop()
-            code = worker.join(60)
+    def run_pipeline(self, inputs: dict[str, int], **settings: Any) -> Any:
+        """Run the pipeline with `until_caught_up` on input already produced; returns the finished worker.
+        Raises RuntimeError if it failed or finished without having read back everything it wrote to
+        its repartition topics (`drained`)."""
+        worker = self.worker(until_caught_up=True, **settings)
+        code = worker.run()
         if code != 0:
             raise RuntimeError(f"the shop pipeline exited with {code}: {worker.errors}")
+        if not self.drained(worker, inputs):
+            totals = worker.agents[0].totals
+            raise RuntimeError(f"caught up before draining: consumed {dict(totals.consumed)} of {inputs}")
         return worker
 
     def read(self, logical: str) -> list[Message]:

@@ -39,6 +39,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
 from streamsvc.config import Settings
 from streamsvc.eos.errors import AbortableError, DeadlineExceeded, ErrorKind, classify, is_fatal, kafka_error
@@ -52,6 +53,7 @@ from streamsvc.observability.recorder import AgentMetrics
 from streamsvc.runtime.membership import MEMBER_ONLY, fmt_partitions, is_incremental, uncovered_partitions
 from streamsvc.runtime.startup import check_reachable
 from streamsvc.runtime.task import TP, RetryBatch, Rewind, StaleAssignment, Task
+from streamsvc.runtime.topics import list_offsets
 
 MAX_RESUBSCRIBES = 3
 
@@ -401,12 +403,14 @@ class TaskManager:
             return False
         if self.task.growing_sources and self.task.pending:
             return False  # what the open transaction wrote to them is not readable yet
-        assert self.reader is not None
-        return all(
-            done(tp, self.reader.get_watermark_offsets(TopicPartition(*tp), timeout=30)[1])
-            for tp in self.assigned
-            if tp[0] in self.task.growing_sources
-        )
+        growing = [tp for tp in self.assigned if tp[0] in self.task.growing_sources]
+        if not growing:
+            return True
+        # The log end, not the last stable offset: commit_transaction() returns before the coordinator
+        # has written the commit markers, and until then the LSO still stands before what we just wrote.
+        assert self.admin is not None
+        ends = list_offsets(self.admin, growing, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+        return all(done(tp, ends[tp]) for tp in growing)
 
     def _unassigned_caught_up(self) -> bool:
         """Source partitions this member does not hold are committed up to their end by the group. An
