@@ -866,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--live-rate",
         type=float,
-        default=2000.0,
+        default=200.0,
         help="events/s at which the bids of engines that close windows on wall-clock time (faust) are "
         "produced live, --records of them per repetition",
     )
