@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -193,6 +194,10 @@ class Engine:
     setup: Callable[[], str | None] | None = None  # returns "not run: reason" or None when ready
     driven: bool = False  # reads "next"/"stop" lines on stdin to end a pass
     output: bool = True  # raw consume has no output
+    # Fed live: the engine closes windows on wall-clock time (faust), so each repetition produces its own
+    # bids into a fresh topic while the engine runs, event time = now, at `--live-rate` events/s; its
+    # offline result is computed from what was produced (every window closed: the clock passes them all).
+    fed_live: bool = False
 
 
 def _py(name: str) -> Path:
@@ -330,11 +335,6 @@ def _python_peer(name: str, script: str) -> Callable[[Ctx, list[str], str], tupl
     return command
 
 
-FAUST_NOT_RUN = (
-    "not run: no faust job yet (faust closes windows on wall-clock time, so it needs bids generated live "
-    "with current event times, which only the latency phase produces)"
-)
-
 ENGINES = {
     e.name: e
     for e in [
@@ -371,8 +371,10 @@ ENGINES = {
         Engine(
             "faust",
             "faust-streaming 0.15 exactly_once",
-            None,
-            setup=lambda: FAUST_NOT_RUN,
+            _python_peer("faust", "bench/peers/faust_q5.py"),
+            setup=_ensure_venv("faust"),
+            driven=True,
+            fed_live=True,
         ),
         Engine(
             "bytewax",
@@ -508,6 +510,10 @@ def run_engine(
     engine: Engine, ctx: Ctx, rep: int, expected: stats.Oracle, admin: Any, args: argparse.Namespace
 ) -> list[Row]:
     app = f"bench-{ctx.run}-{engine.name}-{rep}"
+    if engine.fed_live:
+        source = f"bench.{ctx.run}.{engine.name}.{rep}.bids"
+        ensure_topics(admin, {source: ctx.partitions})
+        ctx = dataclasses.replace(ctx, source=source)
     outputs = (
         [f"bench.{ctx.run}.{engine.name}.{rep}.{p or 'out'}" for p in engine.passes] if engine.output else []
     )
@@ -523,6 +529,9 @@ def run_engine(
     labels = [f"{engine.label}, {p}" if p else engine.label for p in engine.passes]
     died = False
     try:
+        if engine.fed_live:
+            labels = [f"{label}, fed live at {args.live_rate:,.0f} events/s" for label in labels]
+            expected = feed_live(ctx, child, args.live_rate, args.seed + 2 + rep, args.cap)
         for i, topic in enumerate(outputs):
             wait_for_results(tail, topic, child, expected, args.quiet, args.cap) if tail else None
             died = died or not child.alive()
@@ -600,32 +609,8 @@ def run_latency(
     assert engine.command is not None
     cmd, env = engine.command(live, [output], app)
     child = Child(cmd, env, ctx.logs / f"{engine.name}-live.log")
-    per_partition: dict[int, list[tuple[int, int, float]]] = {i: [] for i in range(ctx.partitions)}
-    producer = Producer({"bootstrap.servers": ctx.bootstrap, "linger.ms": 5})
-    now_ms = int(time.time() * 1000)
     t0 = time.time()
-    behind = 0.0
-    for i, bid in enumerate(
-        bids(live.records, seed=args.seed + 1, events_per_second=max(1, int(rate)), start_ms=now_ms)
-    ):
-        due = t0 + i / rate
-        wait = due - time.time()
-        if wait > 0.002:
-            time.sleep(wait)
-        behind = max(behind, -wait)
-        part = bid.auction % ctx.partitions
-        while True:
-            try:
-                producer.produce(
-                    live.source, orjson.dumps(bid.to_json_dict()), str(bid.auction).encode(), partition=part
-                )
-                break
-            except BufferError:
-                producer.poll(0.01)
-        per_partition[part].append((bid.auction, bid.date_time, time.time()))
-        if i % 1000 == 0:
-            producer.poll(0)
-    producer.flush(60)
+    per_partition, behind = produce_live(live, rate, args.seed + 1)
     time.sleep(5)
     if engine.driven:
         child.send("stop")
@@ -658,6 +643,55 @@ def run_latency(
 
 
 WARMUP_S = 8.0
+
+
+def produce_live(ctx: Ctx, rate: float, seed: int) -> tuple[dict[int, list[tuple[int, int, float]]], float]:
+    """Produce `ctx.records` bids into `ctx.source` at `rate` events/s, event time = now (the generator's
+    up to 500 ms delay included); returns partition -> [(auction, event time ms, append wall time s)] and
+    how far (s) the producer fell behind its schedule at worst."""
+    per_partition: dict[int, list[tuple[int, int, float]]] = {i: [] for i in range(ctx.partitions)}
+    producer = Producer({"bootstrap.servers": ctx.bootstrap, "linger.ms": 5})
+    now_ms = int(time.time() * 1000)
+    t0 = time.time()
+    behind = 0.0
+    for i, bid in enumerate(
+        bids(ctx.records, seed=seed, events_per_second=max(1, int(rate)), start_ms=now_ms)
+    ):
+        due = t0 + i / rate
+        wait = due - time.time()
+        if wait > 0.002:
+            time.sleep(wait)
+        behind = max(behind, -wait)
+        part = bid.auction % ctx.partitions
+        while True:
+            try:
+                producer.produce(
+                    ctx.source, orjson.dumps(bid.to_json_dict()), str(bid.auction).encode(), partition=part
+                )
+                break
+            except BufferError:
+                producer.poll(0.01)
+        per_partition[part].append((bid.auction, bid.date_time, time.time()))
+        if i % 1000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    return per_partition, behind
+
+
+def feed_live(ctx: Ctx, child: Child, rate: float, seed: int, cap_s: float) -> stats.Oracle:
+    """For an engine fed live: wait for its "ready" line (partitions assigned; `cap_s` at most), produce
+    its bids live, and return the offline result of what was produced, every window closed."""
+    deadline = time.time() + cap_s
+    while child.alive() and time.time() < deadline:
+        if any(ev.get("event") == "ready" for _, ev in child.events()):
+            break
+        time.sleep(0.1)
+    per_partition, behind = produce_live(ctx, rate, seed)
+    if behind > 1.0:
+        print(f"(producer fell {behind:.1f} s behind its schedule)", end=" ", flush=True)
+    return stats.closed_by_wall_clock(
+        stats.oracle({p: [(a, t) for a, t, _ in recs] for p, recs in per_partition.items()})
+    )
 
 
 def preload(ctx: Ctx, admin: Any, seed: int) -> stats.Oracle:
@@ -829,6 +863,13 @@ def main(argv: list[str] | None = None) -> int:
         help="engines whose p99 result latency is measured at half their median events/s ('' for none)",
     )
     p.add_argument("--latency-seconds", type=float, default=30.0)
+    p.add_argument(
+        "--live-rate",
+        type=float,
+        default=200.0,
+        help="events/s at which the bids of engines that close windows on wall-clock time (faust) are "
+        "produced live, --records of them per repetition",
+    )
     p.add_argument("--keep", action="store_true", help="keep the topics and the work directory")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.engines.split(",") if n.strip()]

@@ -91,3 +91,12 @@ def test_closing_times_are_the_append_time_of_the_record_that_moves_the_watermar
     )
     assert closing[("1", 0)] == 102.0  # closes at 11_000
     assert ("1", 2_000) not in closing  # closes at 13_000: never
+
+
+def test_closed_by_wall_clock_closes_and_requires_every_window() -> None:
+    o = stats.closed_by_wall_clock(_oracle())
+    assert o.counts == _oracle().counts
+    assert o.n_closed == o.n_required == len(o.counts)
+    emitted = [(k, s, s + stats.SIZE, n) for (k, s), n in o.counts.items()]
+    assert stats.gate(o, emitted).ok
+    assert not stats.gate(o, emitted[1:]).ok  # the windows left open by the watermark are required too
