@@ -20,100 +20,28 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench import stats
+from bench import ROOT, stats
+from bench.engines import DEFAULT_ENGINES, ENGINES, Ctx, Engine
 from bench.nexmark import bids
+from bench.procs import Child
+from bench.report import Row, chart, latency_markdown, machine, markdown, summarise
 from streamsvc.dev import kafka
 from streamsvc.runtime.topics import admin_client, delete_topics, ensure_topics
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("STREAMSVC_BENCH_CACHE", Path.home() / ".cache" / "streamsvc" / "bench"))
-PEERS_VENV = ROOT / ".venv-peers"
 RESULTS = ROOT / "bench" / "results"
-TICK = os.sysconf("SC_CLK_TCK")
-FLINK_CONNECTOR = ("org.apache.flink", "flink-sql-connector-kafka", "5.0.0-2.2")
-
-
-# ---------------------------------------------------------------------------------------------- /proc
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                raw = fh.read()
-        except OSError:
-            continue
-        ppid = int(raw[raw.rindex(b")") + 2 :].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def _cpu_and_hwm(pid: int) -> tuple[float, float] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        hwm = 0.0
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    hwm = int(line.split()[1]) / 1024
-                    break
-    except (OSError, IndexError, ValueError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICK, hwm
-
-
-class TreeSampler(threading.Thread):
-    """Samples utime+stime and VmHWM of a process and all its descendants every `interval` seconds."""
-
-    def __init__(self, root: int, interval: float = 0.1) -> None:
-        super().__init__(daemon=True)
-        self.root, self.interval = root, interval
-        self.cpu: dict[int, float] = {}
-        self.hwm: dict[int, float] = {}
-        self.series: list[tuple[float, float]] = []  # (wall time, CPU s of the tree so far)
-        self.done = threading.Event()
-
-    def sample(self) -> None:
-        tree, pids, stack = _children(), [], [self.root]
-        while stack:
-            pid = stack.pop()
-            pids.append(pid)
-            stack.extend(tree.get(pid, []))
-        for pid in pids:
-            got = _cpu_and_hwm(pid)
-            if got is not None:
-                self.cpu[pid] = max(self.cpu.get(pid, 0.0), got[0])
-                self.hwm[pid] = max(self.hwm.get(pid, 0.0), got[1])
-        self.series.append((time.time(), sum(self.cpu.values())))
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            self.sample()
-            self.done.wait(self.interval)
-
-    @property
-    def peak_rss_mb(self) -> float:
-        return sum(self.hwm.values())
 
 
 # ------------------------------------------------------------------------------------------ the tail
@@ -167,323 +95,7 @@ class Tail(threading.Thread):
         return max(r[4] for r in got) if got else math.nan
 
 
-# -------------------------------------------------------------------------------------------- engines
-
-
-@dataclass
-class Ctx:
-    bootstrap: str
-    source: str
-    records: int
-    partitions: int
-    batch_size: int
-    run: str
-    work: Path
-    logs: Path
-    live: bool = False  # the latency phase: input still being produced, engines run until stopped
-
-
-@dataclass
-class Engine:
-    """One engine: a command line per (context, output topics); `passes` names the measured passes."""
-
-    name: str
-    label: str
-    command: Callable[[Ctx, list[str], str], tuple[list[str], dict[str, str]]] | None
-    passes: tuple[str, ...] = ("",)  # one output topic per pass; ("cold", "warm") for JVM peers
-    setup: Callable[[], str | None] | None = None  # returns "not run: reason" or None when ready
-    driven: bool = False  # reads "next"/"stop" lines on stdin to end a pass
-    output: bool = True  # raw consume has no output
-    # Fed live: the engine closes windows on wall-clock time (faust), so each repetition produces its own
-    # bids into a fresh topic while the engine runs, event time = now, at `--live-rate` events/s; its
-    # offline result is computed from what was produced (every window closed: the clock passes them all).
-    fed_live: bool = False
-
-
-def _py(name: str) -> Path:
-    return PEERS_VENV / name / "bin" / "python"
-
-
-def _ensure_venv(name: str) -> Callable[[], str | None]:
-    def setup() -> str | None:
-        python, req = _py(name), ROOT / "bench" / "peers" / f"requirements-{name}.txt"
-        stamp = PEERS_VENV / name / ".installed"
-        if stamp.exists() and stamp.read_text() == req.read_text():
-            return None
-        print(f"  creating .venv-peers/{name} from {req.relative_to(ROOT)} ...", flush=True)
-        base = shutil.which("python3.11") or sys.executable
-        steps = [
-            [base, "-m", "venv", str(PEERS_VENV / name)],
-            [str(python), "-m", "pip", "install", "-q", "-r", str(req)],
-        ]
-        for step in steps:
-            proc = subprocess.run(step, capture_output=True, text=True)
-            if proc.returncode != 0:
-                return f"not run: {' '.join(step[:4])} failed: {(proc.stderr or proc.stdout).strip()[-300:]}"
-        stamp.write_text(req.read_text())
-        return None
-
-    return setup
-
-
-def _kstreams_jar() -> Path:
-    return CACHE / "kstreams-q5.jar"
-
-
-def _setup_kstreams() -> str | None:
-    project = ROOT / "bench" / "peers" / "kstreams"
-    jar, stamp = _kstreams_jar(), CACHE / "kstreams-q5.src"
-    sources = "".join(
-        p.read_text() for p in sorted(project.rglob("*")) if p.is_file() and "target" not in p.parts
-    )
-    if jar.exists() and stamp.exists() and stamp.read_text() == sources:
-        return None
-    if shutil.which("mvn") is None:
-        return "not run: mvn is not on PATH"
-    print("  building bench/peers/kstreams (mvn -q package) ...", flush=True)
-    build_dir = CACHE / "kstreams-target"
-    proc = subprocess.run(
-        ["mvn", "-q", "-B", "package", f"-DbuildDir={build_dir}"], cwd=project, capture_output=True, text=True
-    )
-    built = sorted(build_dir.glob("kstreams-q5-*.jar"))
-    if proc.returncode != 0 or not built:
-        return f"not run: mvn package failed: {(proc.stdout + proc.stderr).strip()[-400:]}"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    shutil.copy(built[-1], jar)
-    stamp.write_text(sources)
-    return None
-
-
-def _flink_connector() -> Path:
-    _group, artifact, version = FLINK_CONNECTOR
-    return CACHE / f"{artifact}-{version}.jar"
-
-
-def _setup_flink() -> str | None:
-    venv = _ensure_venv("flink")()
-    if venv:
-        return venv
-    jar = _flink_connector()
-    if jar.exists():
-        return None
-    group, artifact, version = FLINK_CONNECTOR
-    print(f"  fetching {artifact}-{version}.jar from Maven Central (mvn dependency:copy) ...", flush=True)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [
-            "mvn",
-            "-q",
-            "-B",
-            "dependency:copy",
-            f"-Dartifact={group}:{artifact}:{version}",
-            f"-DoutputDirectory={CACHE}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=CACHE,
-    )
-    if proc.returncode != 0 or not jar.exists():
-        why = (proc.stdout + proc.stderr).strip()[-300:]
-        return f"not run: fetching the Flink Kafka connector failed: {why}"
-    return None
-
-
-def _streamsvc(
-    guarantee: str, interval_ms: int
-) -> Callable[[Ctx, list[str], str], tuple[list[str], dict[str, str]]]:
-    def command(ctx: Ctx, outputs: list[str], app: str) -> tuple[list[str], dict[str, str]]:
-        env = {
-            "STREAMSVC_BOOTSTRAP_SERVERS": ctx.bootstrap,
-            "STREAMSVC_APP_ID": app,
-            "STREAMSVC_INSTANCE_ID": "bench-0",
-            "STREAMSVC_GUARANTEE": guarantee,
-            "STREAMSVC_COMMIT_INTERVAL_MS": str(interval_ms),
-            "STREAMSVC_BATCH_SIZE": str(ctx.batch_size),
-            "STREAMSVC_TOPIC_BIDS": ctx.source,
-            "STREAMSVC_TOPIC_BID_COUNTS": outputs[0],
-            "STREAMSVC_STATE_DIR": str(ctx.work / app),
-        }
-        cmd = [sys.executable, "-m", "streamsvc.cli.main", "run", "topologies/nexmark_q5.py"]
-        return cmd + ([] if ctx.live else ["--until-caught-up"]), env
-
-    return command
-
-
-def _raw(ctx: Ctx, outputs: list[str], app: str) -> tuple[list[str], dict[str, str]]:
-    cmd = [sys.executable, "bench/raw_consume.py", "--bootstrap", ctx.bootstrap, "--topic", ctx.source]
-    return [*cmd, "--records", str(ctx.records), "--batch", str(ctx.batch_size)], {}
-
-
-def _peer_args(ctx: Ctx, outputs: list[str], app: str) -> list[str]:
-    args = ["--bootstrap", ctx.bootstrap, "--source", ctx.source, "--outputs", ",".join(outputs)]
-    return [*args, "--app-id", app, "--partitions", str(ctx.partitions), "--work", str(ctx.work / app)]
-
-
-def _kstreams(ctx: Ctx, outputs: list[str], app: str) -> tuple[list[str], dict[str, str]]:
-    return ["java", "-Xmx2g", "-jar", str(_kstreams_jar()), *_peer_args(ctx, outputs, app)], {}
-
-
-def _flink(ctx: Ctx, outputs: list[str], app: str) -> tuple[list[str], dict[str, str]]:
-    cmd = [str(_py("flink")), "bench/peers/flink_q5.py", *_peer_args(ctx, outputs, app)]
-    return [*cmd, "--connector-jar", str(_flink_connector())], {}
-
-
-def _python_peer(name: str, script: str) -> Callable[[Ctx, list[str], str], tuple[list[str], dict[str, str]]]:
-    def command(ctx: Ctx, outputs: list[str], app: str) -> tuple[list[str], dict[str, str]]:
-        return [str(_py(name)), script, *_peer_args(ctx, outputs, app)], {}
-
-    return command
-
-
-ENGINES = {
-    e.name: e
-    for e in [
-        Engine("raw", "raw consume-and-discard (limit)", _raw, output=False),
-        Engine("streamsvc-eos", "streamsvc EOS, 1 s commits", _streamsvc("exactly_once", 1000)),
-        Engine("streamsvc-alo", "streamsvc at-least-once, 1 s commits", _streamsvc("at_least_once", 1000)),
-        Engine("streamsvc-eos-100ms", "streamsvc EOS, 100 ms commits", _streamsvc("exactly_once", 100)),
-        Engine(
-            "streamsvc-alo-100ms", "streamsvc at-least-once, 100 ms commits", _streamsvc("at_least_once", 100)
-        ),
-        Engine(
-            "kstreams",
-            "Kafka Streams 4.1 EOS v2",
-            _kstreams,
-            passes=("cold", "warm"),
-            setup=_setup_kstreams,
-            driven=True,
-        ),
-        Engine(
-            "flink",
-            "Flink 2.2 SQL, EOS sink",
-            _flink,
-            passes=("cold", "warm"),
-            setup=_setup_flink,
-            driven=True,
-        ),
-        Engine(
-            "quix",
-            "Quix Streams 3.28 EOS",
-            _python_peer("quix", "bench/peers/quix_q5.py"),
-            setup=_ensure_venv("quix"),
-            driven=True,
-        ),
-        Engine(
-            "faust",
-            "faust-streaming 0.15 exactly_once",
-            _python_peer("faust", "bench/peers/faust_q5.py"),
-            setup=_ensure_venv("faust"),
-            driven=True,
-            fed_live=True,
-        ),
-        Engine(
-            "bytewax",
-            "bytewax 0.21 (at-least-once)",
-            _python_peer("bytewax", "bench/peers/bytewax_q5.py"),
-            setup=_ensure_venv("bytewax"),
-            driven=True,
-        ),
-    ]
-}
-DEFAULT_ENGINES = "raw,streamsvc-eos,streamsvc-alo,streamsvc-eos-100ms,kstreams,flink,quix,faust,bytewax"
-
-
 # ------------------------------------------------------------------------------------------- one run
-
-
-@dataclass
-class Row:
-    engine: str
-    label: str
-    rep: int
-    status: str  # "ok", "wrong", "not run: ..." or "failed: ..."
-    records: int = 0
-    active_s: float = math.nan
-    events_per_s: float = math.nan
-    cpu_active_s: float = math.nan
-    cpu_total_s: float = math.nan
-    per_cpu_active: float = math.nan
-    per_cpu_total: float = math.nan
-    peak_rss_mb: float = math.nan
-    gate: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class Child:
-    """An engine process: its stdout lines stamped with wall time, its process tree sampled."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log.open("wb")
-        self.started = time.time()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            cwd=ROOT,
-        )
-        self.lines: list[tuple[float, str]] = []
-        self.sampler = TreeSampler(self.proc.pid)
-        self.sampler.start()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        self.cpu_rusage = 0.0
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
-            self.log.write(raw)
-
-    def send(self, line: str) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(line.encode() + b"\n")
-            self.proc.stdin.flush()
-
-    def events(self) -> list[tuple[float, dict[str, Any]]]:
-        out = []
-        for t, line in list(self.lines):
-            if line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    out.append((t, orjson.loads(line)))
-        return out
-
-    def first_record_at(self, pass_no: int) -> float:
-        for t, ev in self.events():
-            if ev.get("event") == "first_record" and int(ev.get("pass", 0)) == pass_no:
-                return float(ev.get("at", t))
-            if ev.get("event") == "caught_up" or "active_s" in ev:  # streamsvc, raw consume
-                return float(ev.get("first_at", t - float(ev["active_s"])))
-        return math.nan
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def finish(self, timeout: float = 60.0) -> int:
-        with contextlib.suppress(OSError, ValueError):
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        deadline = time.time() + timeout
-        while self.alive() and time.time() < deadline:
-            time.sleep(0.1)
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        _, status, usage = os.wait4(self.proc.pid, 0) if self.proc.returncode is None else (0, 0, None)
-        if usage is not None:
-            self.proc.returncode = os.waitstatus_to_exitcode(status)
-            self.cpu_rusage = usage.ru_utime + usage.ru_stime
-        self.sampler.done.set()
-        self.sampler.join()
-        self.sampler.sample()
-        self.reader.join(5)
-        self.log.close()
-        return self.proc.returncode or 0
 
 
 def wait_for_results(
@@ -513,7 +125,7 @@ def run_engine(
     if engine.fed_live:
         source = f"bench.{ctx.run}.{engine.name}.{rep}.bids"
         ensure_topics(admin, {source: ctx.partitions})
-        ctx = dataclasses.replace(ctx, source=source)
+        ctx = dataclasses.replace(ctx, source=source, records=min(ctx.records, args.live_records))
     outputs = (
         [f"bench.{ctx.run}.{engine.name}.{rep}.{p or 'out'}" for p in engine.passes] if engine.output else []
     )
@@ -715,124 +327,6 @@ def preload(ctx: Ctx, admin: Any, seed: int) -> stats.Oracle:
     return stats.oracle(per_partition)
 
 
-# ------------------------------------------------------------------------------------------- reports
-
-COLUMNS = [
-    ("events/s (active)", "events_per_s", ",.0f"),
-    ("events per active CPU-s", "per_cpu_active", ",.0f"),
-    ("events per process CPU-s", "per_cpu_total", ",.0f"),
-    ("CPU s (active)", "cpu_active_s", ",.1f"),
-    ("peak RSS MB", "peak_rss_mb", ",.0f"),
-]
-
-
-def summarise(rows: list[Row], order: list[str]) -> list[dict[str, Any]]:
-    out = []
-    names = []
-    for name in order:
-        for r in rows:
-            if (r.engine == name or r.engine.startswith(name + "-")) and r.engine not in names:
-                if name == "streamsvc-eos" and r.engine.startswith("streamsvc-eos-"):
-                    continue
-                if name == "streamsvc-alo" and r.engine.startswith("streamsvc-alo-"):
-                    continue
-                names.append(r.engine)
-    for name in names:
-        mine = [r for r in rows if r.engine == name]
-        ok = [r for r in mine if r.status == "ok"]
-        entry: dict[str, Any] = {"engine": name, "label": mine[0].label, "reps": len(mine), "ok": len(ok)}
-        bad = [r for r in mine if r.status != "ok"]
-        entry["status"] = (
-            "ok"
-            if not bad
-            else bad[0].status
-            if not ok
-            else f"{len(bad)} of {len(mine)} reps: {bad[0].status}"
-        )
-        entry["gate"] = sorted({r.gate for r in mine if r.gate})
-        for _, key, _ in COLUMNS:
-            s = stats.spread([getattr(r, key) for r in ok])
-            entry[key] = {"median": s.median, "min": s.lo, "max": s.hi}
-        out.append(entry)
-    return out
-
-
-def markdown(summary: list[dict[str, Any]]) -> str:
-    lines = ["| engine | " + " | ".join(c for c, _, _ in COLUMNS) + " | correctness gate |"]
-    lines.append("|---|" + "---:|" * len(COLUMNS) + "---|")
-    for e in summary:
-        if not e["ok"]:
-            why = "; ".join(e["gate"]) if e["status"] == "wrong" else e["status"]
-            lines.append(f"| {e['label']} | " + " | ".join("-" for _ in COLUMNS) + f" | {why} |")
-            continue
-        cells = [stats.Spread(e[k]["median"], e[k]["min"], e[k]["max"]).fmt(spec) for _, k, spec in COLUMNS]
-        gate = "; ".join(e["gate"]) if e["gate"] else "n/a (no output)"
-        if e["status"] != "ok":
-            gate += f"; {e['status']}"
-        lines.append(f"| {e['label']} | " + " | ".join(cells) + f" | {gate} |")
-    return "\n".join(lines)
-
-
-def latency_markdown(latency: list[dict[str, Any]]) -> str:
-    lines = [
-        "| engine (latency phase) | input events/s (half its max) | windows | p50 ms | p99 ms | max ms "
-        "| correctness gate |"
-    ]
-    lines.append("|---|---:|---:|---:|---:|---:|---|")
-    for lat in latency:
-        if "error" in lat:
-            lines.append(f"| {lat['label']} | - | - | - | - | - | failed: {lat['error']} |")
-            continue
-        lines.append(
-            f"| {lat['label']} | {lat['rate']:,.0f} | {lat['windows']:,} | {lat['p50_ms']:,.0f} "
-            f"| {lat['p99_ms']:,.0f} "
-            f"| {lat['max_ms']:,.0f} | {lat['gate']} |"
-        )
-    return "\n".join(lines)
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GB, {system}"
-
-
-def chart(summary: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [e for e in summary if e["ok"]]
-    labels = [e["label"] for e in shown]
-    med = [e["per_cpu_active"]["median"] for e in shown]
-    lo = [m - e["per_cpu_active"]["min"] for m, e in zip(med, shown, strict=True)]
-    hi = [e["per_cpu_active"]["max"] - m for m, e in zip(med, shown, strict=True)]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(shown) + 1.6))
-    colors = [
-        "#888888" if e["engine"] == "raw" else "#1f77b4" if e["engine"].startswith("streamsvc") else "#ff7f0e"
-        for e in shown
-    ]
-    ax.barh(labels, med, xerr=[lo, hi], color=colors, capsize=3)
-    ax.invert_yaxis()
-    ax.set_xlabel("events per CPU-second of the engine's process tree, active period (median, min-max)")
-    ax.set_title(title, fontsize=10)
-    for y, m in enumerate(med):
-        ax.text(m, y, f" {m:,.0f}", va="center", fontsize=8)
-    not_run = [e["label"] + ": " + e["status"][:70] for e in summary if not e["ok"]]
-    if not_run:
-        fig.text(0.01, 0.01, "not shown: " + "; ".join(not_run), fontsize=6, wrap=True)
-    fig.tight_layout(rect=(0, 0.05 if not_run else 0, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------- main
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -868,7 +362,14 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=200.0,
         help="events/s at which the bids of engines that close windows on wall-clock time (faust) are "
-        "produced live, --records of them per repetition",
+        "produced live",
+    )
+    p.add_argument(
+        "--live-records",
+        type=int,
+        default=12_000,
+        help="bids per repetition for engines fed live (default 12,000: a minute at 200 events/s; "
+        "--records if smaller)",
     )
     p.add_argument("--keep", action="store_true", help="keep the topics and the work directory")
     args = p.parse_args(argv)
