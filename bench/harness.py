@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench import ROOT, stats
 from bench.engines import DEFAULT_ENGINES, ENGINES, Ctx, Engine
-from bench.nexmark import bids
+from bench.nexmark import Bid, bids
 from bench.procs import Child
 from bench.report import Row, chart, latency_markdown, machine, markdown, summarise
 from streamsvc.dev import kafka
@@ -275,19 +275,24 @@ def produce_live(ctx: Ctx, rate: float, seed: int) -> tuple[dict[int, list[tuple
             time.sleep(wait)
         behind = max(behind, -wait)
         part = bid.auction % ctx.partitions
-        while True:
-            try:
-                producer.produce(
-                    ctx.source, orjson.dumps(bid.to_json_dict()), str(bid.auction).encode(), partition=part
-                )
-                break
-            except BufferError:
-                producer.poll(0.01)
+        _produce_bid(producer, ctx.source, bid, part)
         per_partition[part].append((bid.auction, bid.date_time, time.time()))
         if i % 1000 == 0:
             producer.poll(0)
     producer.flush(60)
     return per_partition, behind
+
+
+def _produce_bid(producer: Producer, topic: str, bid: Bid, partition: int) -> None:
+    """Produce one bid as JSON keyed by its auction, waiting while the producer's queue is full."""
+    while True:
+        try:
+            producer.produce(
+                topic, orjson.dumps(bid.to_json_dict()), str(bid.auction).encode(), partition=partition
+            )
+            return
+        except BufferError:
+            producer.poll(0.01)
 
 
 def feed_live(ctx: Ctx, child: Child, rate: float, seed: int, cap_s: float) -> stats.Oracle:
@@ -314,14 +319,7 @@ def preload(ctx: Ctx, admin: Any, seed: int) -> stats.Oracle:
     for bid in bids(ctx.records, seed=seed):
         part = bid.auction % ctx.partitions
         per_partition[part].append((bid.auction, bid.date_time))
-        while True:
-            try:
-                producer.produce(
-                    ctx.source, orjson.dumps(bid.to_json_dict()), str(bid.auction).encode(), partition=part
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
+        _produce_bid(producer, ctx.source, bid, part)
     producer.flush(120)
     print(f"  preloaded {ctx.records:,} bids in {time.monotonic() - started:.1f}s", flush=True)
     return stats.oracle(per_partition)
